@@ -132,17 +132,22 @@ class ShardedReader implements CheckpointReader {
   }
 }
 
-/** Opens the weights of a model directory (Hub layout or converted). */
-export async function openCheckpoint(dir: string): Promise<{ reader: CheckpointReader; files: WeightFiles }> {
-  const files = await findWeightFiles(dir);
-  if (!files.index) return { reader: await openFile(files.format, files.files[0] as string), files };
+/** Opens a set of weight files found by `findWeightFiles` (or chosen by the caller). */
+export async function openWeights(files: WeightFiles): Promise<CheckpointReader> {
+  if (!files.index) return openFile(files.format, files.files[0] as string);
   const { weightMap } = await readShardIndex(files.index);
   const shards: CheckpointReader[] = [];
   try {
     for (const f of files.files) shards.push(await openFile(files.format, f));
-    return { reader: new ShardedReader(files.index, weightMap, shards), files };
+    return new ShardedReader(files.index, weightMap, shards);
   } catch (err) {
     await Promise.all(shards.map((s) => s.close()));
     throw err;
   }
+}
+
+/** Opens the weights of a model directory (Hub layout or converted). */
+export async function openCheckpoint(dir: string): Promise<{ reader: CheckpointReader; files: WeightFiles }> {
+  const files = await findWeightFiles(dir);
+  return { reader: await openWeights(files), files };
 }

@@ -22,7 +22,7 @@ export class PyGlobal {
 /** Base of the opaque values that handlers build (tensors, storages, …). */
 export abstract class PyObject {}
 
-/** Python `None`, bool, int (bigint beyond 2^53) or float, str, bytes/bytearray, list, tuple, dict, set, global, object. */
+/** None, bool, int (bigint beyond 2^53) or float, str, bytes, list, tuple, dict, set, global, handler-built object. */
 export type PyValue =
   | null
   | boolean
@@ -78,16 +78,19 @@ function printable(s: string): string {
   return short.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
-export function describe(v: PyValue): string {
+/** A value's Python type with its article, for messages ("a dict", "an int", "None"). */
+export function describe(v: PyValue | undefined): string {
+  if (v === undefined) return 'nothing';
   if (v === null) return 'None';
-  if (Array.isArray(v)) return 'list';
-  if (v instanceof PyTuple) return 'tuple';
-  if (v instanceof Map) return 'dict';
-  if (v instanceof Set) return 'set';
+  if (Array.isArray(v)) return 'a list';
+  if (v instanceof PyTuple) return 'a tuple';
+  if (v instanceof Map) return 'a dict';
+  if (v instanceof Set) return 'a set';
   if (v instanceof Uint8Array) return 'bytes';
-  if (v instanceof PyGlobal) return `global ${v.name}`;
-  if (v instanceof PyObject) return v.constructor.name;
-  return typeof v === 'string' ? 'str' : typeof v === 'boolean' ? 'bool' : typeof v === 'bigint' ? 'int' : 'number';
+  if (v instanceof PyGlobal) return `the global ${v.name}`;
+  if (v instanceof PyObject) return `a ${v.constructor.name} object`;
+  if (typeof v === 'number') return Number.isInteger(v) ? 'an int' : 'a float';
+  return typeof v === 'string' ? 'a str' : typeof v === 'boolean' ? 'a bool' : 'an int';
 }
 
 /** Unpickles the single pickle at the start of `data`. */
@@ -178,28 +181,30 @@ export function unpickleAt(data: Uint8Array, start: number, options: UnpickleOpt
     const full = `${module}.${name}`;
     const handler = options.globals.get(full);
     if (!handler) {
+      const expected = options.expected ?? 'a PyTorch state dict';
       throw new FormatError(
-        `refusing to load ${file}: its pickle references the global '${printable(full)}', which ${options.expected ?? 'a PyTorch state dict'} never needs (the file may be malicious)`,
+        `refusing to load ${file}: its pickle references the global '${printable(full)}', ` +
+          `which ${expected} never needs (the file may be malicious)`,
         { hint: 'only load checkpoints from sources you trust; prefer model.safetensors' },
       );
     }
     return new PyGlobal(full, handler);
   };
   const call = (callable: PyValue, args: PyValue): PyValue => {
-    if (!(callable instanceof PyGlobal)) throw fail(`cannot call a ${describe(callable)}`);
-    if (!(args instanceof PyTuple)) throw fail(`arguments of ${callable.name} are a ${describe(args)}, not a tuple`);
+    if (!(callable instanceof PyGlobal)) throw fail(`cannot call ${describe(callable)}`);
+    if (!(args instanceof PyTuple)) throw fail(`arguments of ${callable.name} are ${describe(args)}, not a tuple`);
     if (!callable.handler.call) throw fail(`the global ${callable.name} is not callable`);
     const result = callable.handler.call(args.items);
     if (typeof result === 'object' && result !== null) origin.set(result, callable.handler);
     return result;
   };
   const setItems = (target: PyValue, items: readonly PyValue[]): void => {
-    if (!(target instanceof Map)) throw fail(`cannot set items on a ${describe(target)}`);
+    if (!(target instanceof Map)) throw fail(`cannot set items on ${describe(target)}`);
     if (items.length % 2) throw fail('odd number of dict items');
     for (let i = 0; i < items.length; i += 2) target.set(items[i] as PyValue, items[i + 1] as PyValue);
   };
   const append = (target: PyValue, items: readonly PyValue[]): void => {
-    if (!Array.isArray(target)) throw fail(`cannot append to a ${describe(target)}`);
+    if (!Array.isArray(target)) throw fail(`cannot append to ${describe(target)}`);
     if (target.length + items.length > MAX_STACK) throw fail('list exceeds its size limit');
     for (const item of items) target.push(item);
   };
@@ -451,7 +456,7 @@ export function unpickleAt(data: Uint8Array, start: number, options: UnpickleOpt
         const state = pop();
         const target = top();
         const handler = typeof target === 'object' && target !== null ? origin.get(target) : undefined;
-        if (!handler?.build) throw fail(`cannot set the state of a ${describe(target)}`);
+        if (!handler?.build) throw fail(`cannot set the state of ${describe(target)}`);
         const replaced = handler.build(target, state);
         if (replaced !== undefined) stack[stack.length - 1] = replaced;
         break;
@@ -485,7 +490,7 @@ export function unpickleAt(data: Uint8Array, start: number, options: UnpickleOpt
         // ADDITEMS
         const items = popMark();
         const target = top();
-        if (!(target instanceof Set)) throw fail(`cannot add items to a ${describe(target)}`);
+        if (!(target instanceof Set)) throw fail(`cannot add items to ${describe(target)}`);
         for (const item of items) target.add(item);
         break;
       }

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { benchConvert } from './convert.js';
 import { machine } from './measure.js';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const hubDir = process.env.TFHF_SHARED_DIR ? join(process.env.TFHF_SHARED_DIR, 'hub') : resolve(root, '..', 'shared', 'hub');
 
 const BENCHES: Record<string, { title: string; run: () => Promise<string> }> = {
