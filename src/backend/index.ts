@@ -39,6 +39,9 @@ async function loadNative(): Promise<string | undefined> {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ERR_MODULE_NOT_FOUND') return '@tensorflow/tfjs-node-gpu is not installed';
+    if (/tfjs_binding\.node/.test((err as Error).message)) {
+      return '@tensorflow/tfjs-node-gpu is installed without its native binding (libtensorflow could not be downloaded)';
+    }
     return `@tensorflow/tfjs-node-gpu failed to load (${(err as Error).message.split('\n')[0]})`;
   }
 }
