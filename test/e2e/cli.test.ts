@@ -1,10 +1,11 @@
 /** The CLI as a user meets it: spawned bin/tfhf.js, stdout for results, stderr for the rest, exit codes. */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { needsShared, projectRoot, repoPath } from '../helpers/shared.js';
+import { writeRandomSafetensors } from '../bench/synthetic.js';
 import { listDir, tempDir } from '../helpers/tmp.js';
 
 const BIN = join(projectRoot, 'bin', 'tfhf.js');
@@ -126,5 +127,32 @@ describe('tfhf convert', { skip: needsShared }, () => {
     const r = tfhf(['convert', repoPath('flan-t5'), '--shard-size', 'lots']);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /shard-size/);
+  });
+});
+
+describe('interruption', () => {
+  test('Ctrl-C during convert exits 130 and removes the partial output', async () => {
+    const root = await tempDir();
+    const model = join(root, 'model');
+    await mkdir(model);
+    await writeFile(join(model, 'config.json'), '{"model_type": "t5"}');
+    // Large enough (~200 MB) that the conversion is still writing shards when the signal arrives.
+    const shapes: [string, number[]][] = Array.from({ length: 50 }, (_, i) => [`w${i}`, [1024, 1024]]);
+    await writeRandomSafetensors(join(model, 'model.safetensors'), shapes);
+    const child = spawn(process.execPath, [BIN, 'convert', model, '-o', join(root, 'out'), '--shard-size', '65536'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+    // Wait until the temporary output exists, then interrupt.
+    for (let i = 0; i < 2000; i++) {
+      if ((await readdir(root)).some((n) => n.startsWith('.tfhf-tmp-'))) break;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    child.kill('SIGINT');
+    assert.equal(await exited, 130, stderr);
+    assert.match(stderr, /interrupted/);
+    assert.deepEqual(await listDir(root), ['model']);
   });
 });
