@@ -4,13 +4,11 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { UnsupportedError, UsageError } from '../errors.js';
+import { UnsupportedError } from '../errors.js';
+import type { BackendChoice, BackendName } from './choice.js';
 
 export { tf };
-
-export const BACKEND_CHOICES = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
-export type BackendChoice = (typeof BACKEND_CHOICES)[number];
-export type BackendName = Exclude<BackendChoice, 'auto'>;
+export type { BackendChoice, BackendName };
 
 export interface BackendInfo {
   name: BackendName;
@@ -23,11 +21,6 @@ export interface BackendInfo {
 export interface BackendNotices {
   notice(message: string): void;
   verbose(message: string): void;
-}
-
-export function parseBackendChoice(value: string): BackendChoice {
-  if ((BACKEND_CHOICES as readonly string[]).includes(value)) return value as BackendChoice;
-  throw new UsageError(`unknown backend '${value}'`, { hint: `use one of ${BACKEND_CHOICES.join(', ')}` });
 }
 
 async function loadNative(): Promise<string | undefined> {

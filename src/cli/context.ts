@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { parseBackendChoice, type BackendChoice } from '../backend/index.js';
+import { parseBackendChoice, type BackendChoice } from '../backend/choice.js';
+import { Chalk, supportsColor, type ChalkInstance } from 'chalk';
 import { createLog, type Log } from '../log.js';
 
 /** The global options, parsed once per invocation and handed to every command. */
@@ -8,6 +9,8 @@ export interface CliContext {
   readonly log: Log;
   readonly stdout: NodeJS.WritableStream;
   readonly stdoutIsTTY: boolean;
+  /** Colours for human output on stdout (none when stdout is not a terminal or colour is off). */
+  readonly stdoutColor: ChalkInstance;
 }
 
 interface RawGlobals {
@@ -26,10 +29,13 @@ export function colorEnabled(flag: boolean | undefined, env: NodeJS.ProcessEnv =
 export function contextFrom(command: Command): CliContext {
   const raw = command.optsWithGlobals<RawGlobals>();
   const verbose = raw.verbose === true;
+  const color = colorEnabled(raw.color);
+  const stdoutIsTTY = process.stdout.isTTY === true;
   return {
     backend: parseBackendChoice(raw.backend ?? 'auto'),
-    log: createLog({ verbose, quiet: raw.quiet === true && !verbose, color: colorEnabled(raw.color) }),
+    log: createLog({ verbose, quiet: raw.quiet === true && !verbose, color }),
     stdout: process.stdout,
-    stdoutIsTTY: process.stdout.isTTY === true,
+    stdoutIsTTY,
+    stdoutColor: new Chalk({ level: color && stdoutIsTTY && supportsColor ? supportsColor.level : 0 }),
   };
 }

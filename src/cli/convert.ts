@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { convertModel, type ConvertDtype } from '../commands/convert.js';
+import type { ConvertDtype } from '../commands/convert.js';
 import { UsageError } from '../errors.js';
 import { contextFrom } from './context.js';
 import { byteProgressBar } from './progress.js';
@@ -35,6 +35,7 @@ export function registerConvert(program: Command): void {
         command: Command,
       ) => {
         const ctx = contextFrom(command);
+        const { convertModel } = await import('../commands/convert.js');
         const bar = byteProgressBar(ctx.log, 'converting');
         const result = await convertModel({
           modelDir: model,

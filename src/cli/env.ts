@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { collectEnv } from '../commands/env.js';
 import { contextFrom } from './context.js';
 import { TFHF_VERSION } from '../version.js';
 
@@ -10,6 +9,8 @@ export function registerEnv(program: Command): void {
     .option('--json', 'print one JSON object')
     .action(async (opts: { json?: boolean }, command: Command) => {
       const ctx = contextFrom(command);
+      // Imported here so that commands without a model never pay for loading TensorFlow.js.
+      const { collectEnv } = await import('../commands/env.js');
       // The report states the fallback itself, so the notice would only repeat it.
       const report = await collectEnv(TFHF_VERSION, ctx.backend, { notice: () => {}, verbose: ctx.log.verbose });
       if (opts.json) {

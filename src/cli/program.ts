@@ -1,7 +1,8 @@
 import { Command, Option } from 'commander';
-import { BACKEND_CHOICES } from '../backend/index.js';
+import { BACKEND_CHOICES } from '../backend/choice.js';
 import { registerConvert } from './convert.js';
 import { registerEnv } from './env.js';
+import { registerTokenize } from './tokenize.js';
 import { TFHF_VERSION } from '../version.js';
 
 /** The whole command tree; help text and docs/cli.md are generated from these definitions. */
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
     .exitOverride()
     .configureOutput({ outputError: (str, write) => write(str) });
   registerConvert(program);
+  registerTokenize(program);
   registerEnv(program);
   return program;
 }

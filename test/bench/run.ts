@@ -7,13 +7,16 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchConvert } from './convert.js';
+import { benchTokenize } from './tokenize.js';
 import { machine } from './measure.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const hubDir = process.env.TFHF_SHARED_DIR ? join(process.env.TFHF_SHARED_DIR, 'hub') : resolve(root, '..', 'shared', 'hub');
+const sharedDir = process.env.TFHF_SHARED_DIR ?? resolve(root, '..', 'shared');
+const hubDir = join(sharedDir, 'hub');
 
 const BENCHES: Record<string, { title: string; run: () => Promise<string> }> = {
   convert: { title: 'Conversion (`tfhf convert`)', run: () => benchConvert(root, hubDir) },
+  tokenize: { title: 'Tokenizers (`tfhf tokenize`)', run: () => benchTokenize(sharedDir) },
 };
 
 const DOC = join(root, 'docs', 'performance.md');

@@ -1,23 +1,13 @@
 /** The CLI as a user meets it: spawned bin/tfhf.js, stdout for results, stderr for the rest, exit codes. */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { needsShared, projectRoot, repoPath } from '../helpers/shared.js';
+import { BIN, tfhf } from './helpers.js';
 import { writeRandomSafetensors } from '../bench/synthetic.js';
 import { listDir, tempDir } from '../helpers/tmp.js';
-
-const BIN = join(projectRoot, 'bin', 'tfhf.js');
-
-function tfhf(args: string[], env: NodeJS.ProcessEnv = {}): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], {
-    encoding: 'utf8',
-    env: { ...process.env, NO_COLOR: '1', ...env },
-    timeout: 120_000,
-  });
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
 
 describe('tfhf CLI frame', () => {
   test('--version prints the package version', async () => {
@@ -53,7 +43,7 @@ describe('tfhf CLI frame', () => {
   });
 
   test('env --json reports the backend; the fallback is named, never silent', () => {
-    const r = tfhf(['env', '--json'], { HF_HOME: '/tmp/hf-home-test', HF_HUB_CACHE: '', HUGGINGFACE_HUB_CACHE: '' });
+    const r = tfhf(['env', '--json'], { env: { HF_HOME: '/tmp/hf-home-test', HF_HUB_CACHE: '', HUGGINGFACE_HUB_CACHE: '' } });
     assert.equal(r.code, 0, r.stderr);
     const report = JSON.parse(r.stdout) as Record<string, unknown>;
     assert.ok(['tensorflow', 'wasm', 'cpu'].includes(report.backend as string));
