@@ -4,6 +4,7 @@
  * python3-sentencepiece is installed, against the SentencePiece C++ library on the same text.
  */
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { readFile, readdir, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -59,7 +60,8 @@ ts = []
 for _ in range(${RUNS}):
     t = time.perf_counter(); [p.encode(l) for l in lines]; ts.append(time.perf_counter() - t)
 print(sorted(ts)[len(ts) // 2])`;
-  const r = spawnSync('python3', ['-c', script, model, textFile], { encoding: 'utf8' });
+  const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3'; // Debian's, where python3-sentencepiece lives
+  const r = spawnSync(python, ['-c', script, model, textFile], { encoding: 'utf8' });
   return r.status === 0 ? Number(r.stdout.trim()) : undefined;
 }
 
