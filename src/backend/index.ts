@@ -8,6 +8,7 @@ import { UnsupportedError } from '../errors.js';
 import type { BackendChoice, BackendName } from './choice.js';
 
 export { tf };
+export * as tfl from '@tensorflow/tfjs-layers';
 export type { BackendChoice, BackendName };
 
 export interface BackendInfo {

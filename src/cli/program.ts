@@ -2,6 +2,7 @@ import { Command, Option } from 'commander';
 import { BACKEND_CHOICES } from '../backend/choice.js';
 import { registerConvert } from './convert.js';
 import { registerEnv } from './env.js';
+import { registerGenerate } from './generate.js';
 import { registerTokenize } from './tokenize.js';
 import { TFHF_VERSION } from '../version.js';
 
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
     .exitOverride()
     .configureOutput({ outputError: (str, write) => write(str) });
   registerConvert(program);
+  registerGenerate(program);
   registerTokenize(program);
   registerEnv(program);
   return program;

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { IoError, ioErrorFrom } from '../errors.js';
 
@@ -99,4 +99,56 @@ export async function buildDirAtomic<T>(
     await rm(tmp, { recursive: true, force: true });
     pending.delete(tmp);
   }
+}
+
+export interface AtomicFile {
+  write(text: string): Promise<void>;
+  /** Renames the finished file into place. */
+  commit(): Promise<void>;
+  /** Removes the partial file. */
+  abort(): Promise<void>;
+}
+
+/** A file written incrementally under a temporary name and renamed into place by commit(). */
+export async function openAtomicFile(path: string): Promise<AtomicFile> {
+  const tmp = temporarySibling(path);
+  pending.add(tmp);
+  let handle: FileHandle;
+  try {
+    handle = await open(tmp, 'w');
+  } catch (err) {
+    pending.delete(tmp);
+    throw ioErrorFrom(err, path, 'write');
+  }
+  let closed = false;
+  const close = async (): Promise<void> => {
+    if (!closed) {
+      closed = true;
+      await handle.close();
+    }
+  };
+  return {
+    async write(text) {
+      try {
+        await handle.write(text);
+      } catch (err) {
+        throw ioErrorFrom(err, path, 'write');
+      }
+    },
+    async commit() {
+      await close();
+      try {
+        await rename(tmp, path);
+      } catch (err) {
+        throw ioErrorFrom(err, path, 'write');
+      } finally {
+        pending.delete(tmp);
+      }
+    },
+    async abort() {
+      await close();
+      await rm(tmp, { force: true });
+      pending.delete(tmp);
+    },
+  };
 }

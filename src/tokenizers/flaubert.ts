@@ -5,16 +5,23 @@
  * → XLM BPE with `</w>` end-of-word markers. Special tokens are cut out of the text first, as
  * `PreTrainedTokenizer.tokenize` does, and `encode` frames the ids as `<s> … </s>`.
  */
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FormatError, ioErrorFrom } from '../errors.js';
+import { FormatError } from '../errors.js';
 import {
-  normalizePunctuationFr,
-  removeNonPrintingChar,
-  replaceUnicodePunct,
-} from './moses/punct-normalizer.js';
-import { pyLower, pyLstrip, pyNfc, pyRstrip, pySplit, pyStrip } from './moses/python-str.js';
+  type AddedToken,
+  AddedTokenSplitter,
+  initAddedTokens,
+  parseAddedToken,
+  type SpecialAttribute,
+  specialTokenSettings,
+  specialTokensInOrder,
+} from './added-tokens.js';
+import { decodeIds, type DecodeSource, legacyAddedTokens } from './decode.js';
+import { isObject, type JsonObject, parseJson, readTokenizerFile } from './json-files.js';
+import { normalizePunctuationFr, removeNonPrintingChar, replaceUnicodePunct } from './moses/punct-normalizer.js';
 import { mosesTokenizeFr } from './moses/tokenizer.js';
+import { pyLower, pyNfc } from './moses/unicode14.js';
+import { pySplit, pyStrip } from './python-str.js';
 import type { DecodeOptions, EncodeOptions, Encoding, SpecialTokenIds, Tokenizer } from './tokenizer.js';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -197,13 +204,6 @@ export function parseMerges(text: string): Map<string, number> {
 // ---------------------------------------------------------------------------------------------------------
 // Tokenizer
 
-interface AddedToken {
-  readonly content: string;
-  readonly lstrip: boolean;
-  readonly rstrip: boolean;
-  readonly singleWord: boolean;
-}
-
 /** How the `do_lowercase` decision was reached, for the CLI to explain (tokenizers.md §B.4). */
 export interface FlaubertLowercase {
   /** Whether text is lower-cased before Moses. */
@@ -238,37 +238,15 @@ export interface FlaubertTokenizerConfig {
   readonly modelMaxLength: number | undefined;
   /** Token strings by role; `eos` is absent for FlauBERT (its `</s>` is the sep/cls token). */
   readonly roles: Readonly<Record<SpecialRole, string | undefined>>;
+  /** `all_special_tokens`. */
+  readonly specialTokens: readonly string[];
   readonly additionalSpecialTokens: readonly string[];
-  /** Added tokens with their ids, in the order transformers registers them. */
-  readonly addedTokens: ReadonlyArray<AddedToken & { readonly id: number }>;
+  /** Added tokens by id, the special tokens among them, in the order transformers registers them. */
+  readonly addedTokens: ReadonlyMap<number, AddedToken>;
 }
 
 const SPECIAL_ROLES = ['bos', 'eos', 'unk', 'sep', 'pad', 'cls', 'mask'] as const;
 export type SpecialRole = (typeof SPECIAL_ROLES)[number];
-
-const CLEANUPS: ReadonlyArray<readonly [string, string]> = [
-  [' .', '.'],
-  [' ?', '?'],
-  [' !', '!'],
-  [' ,', ','],
-  [" ' ", "'"],
-  [" n't", "n't"],
-  [" 'm", "'m"],
-  [" 's", "'s"],
-  [" 've", "'ve"],
-  [" 're", "'re"],
-];
-
-/** transformers `clean_up_tokenization` (English-centric, but it is what `decode` applies by default). */
-export function cleanUpTokenization(text: string): string {
-  let out = text;
-  for (const [from, to] of CLEANUPS) if (out.includes(from)) out = out.replaceAll(from, to);
-  return out;
-}
-
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
 
 export class FlaubertTokenizer implements Tokenizer {
   readonly kind = 'flaubert' as const;
@@ -289,15 +267,10 @@ export class FlaubertTokenizer implements Tokenizer {
   private readonly vocab: ReadonlyMap<string, number>;
   /** Indexed by id: far faster than a Map for the id → token direction that every `encode` takes. */
   private readonly vocabById: Array<string | undefined> = [];
-  private readonly addedByContent = new Map<string, AddedToken & { readonly id: number }>();
-  private readonly addedById = new Map<number, AddedToken & { readonly id: number }>();
-  private readonly specialIds: ReadonlySet<number>;
-  /** Added tokens that `_decode` keeps apart from BPE text (non-special ones). */
-  private readonly legacyAdded: ReadonlySet<string>;
-  private readonly addedSplitter: RegExp | undefined;
-  private readonly anyStripFlags: boolean;
-  /** First code units of the added tokens (`<` for FlauBERT's): text without them needs no split. */
-  private readonly addedFirstChars: readonly string[];
+  private readonly addedIds = new Map<string, number>();
+  private readonly addedById: ReadonlyMap<number, AddedToken>;
+  private readonly splitter: AddedTokenSplitter;
+  private readonly decodeSource: DecodeSource;
   private readonly bosId: number;
   private readonly unkId: number;
   private readonly unkToken: string;
@@ -310,13 +283,12 @@ export class FlaubertTokenizer implements Tokenizer {
     this.lowercase = config.lowercase;
     this.cleanUpTokenizationSpaces = config.cleanUpTokenizationSpaces;
     this.modelMaxLength = config.modelMaxLength;
-    for (const t of config.addedTokens) {
-      this.addedByContent.set(t.content, t);
-      this.addedById.set(t.id, t);
-    }
+    this.addedById = config.addedTokens;
+    for (const [id, t] of config.addedTokens) this.addedIds.set(t.content, id);
+    this.splitter = new AddedTokenSplitter(config.addedTokens.values());
     // len(tokenizer) counts the distinct keys of the vocabulary and the added tokens.
     let extra = 0;
-    for (const t of config.addedTokens) if (!config.vocab.has(t.content)) extra++;
+    for (const content of this.addedIds.keys()) if (!config.vocab.has(content)) extra++;
     this.size = config.vocab.size + extra;
 
     const idOf = (role: SpecialRole): number | undefined => {
@@ -341,28 +313,20 @@ export class FlaubertTokenizer implements Tokenizer {
     this.special = { pad, eos: idOf('eos') ?? sep, unk: this.unkId, bos, ...(mask === undefined ? {} : { mask }) };
     this.maskToken = config.roles.mask;
 
-    // `all_special_tokens`: roles in transformers' attribute order, then the additional ones, deduplicated.
-    const all: string[] = [];
-    for (const role of SPECIAL_ROLES) {
-      const t = config.roles[role];
-      if (t !== undefined && !all.includes(t)) all.push(t);
-    }
-    for (const t of config.additionalSpecialTokens) if (!all.includes(t)) all.push(t);
-    this.specialTokens = all;
-    this.specialIds = new Set(all.map((t) => this.toIdWithUnk(t)));
-    const legacy = new Set<string>();
-    for (const t of config.addedTokens) if (!all.includes(t.content)) legacy.add(t.content);
-    for (const t of config.additionalSpecialTokens) if (this.toIdWithUnk(t) >= this.vocabSize) legacy.add(t);
-    this.legacyAdded = legacy;
-
-    const contents = config.addedTokens.map((t) => t.content).filter((c) => c.length > 0);
-    // Earliest match wins and, at one position, the longest token: what transformers' Trie.split does for
-    // token sets where no token contains another (FlauBERT's).
-    contents.sort((a, b) => b.length - a.length);
-    this.addedSplitter =
-      contents.length === 0 ? undefined : new RegExp(`(${contents.map(escapeRegExp).join('|')})`, 'u');
-    this.anyStripFlags = config.addedTokens.some((t) => t.lstrip || t.rstrip || t.singleWord);
-    this.addedFirstChars = [...new Set(contents.map((c) => c.charAt(0)))];
+    this.specialTokens = config.specialTokens;
+    const idOfToken = (t: string): number => this.toIdWithUnk(t);
+    this.decodeSource = {
+      tokenOf: (id) => this.toTokenWithUnk(id),
+      specialIds: new Set(config.specialTokens.map(idOfToken)),
+      legacyAdded: legacyAddedTokens(
+        this.addedIds.keys(),
+        new Set(config.specialTokens),
+        config.additionalSpecialTokens,
+        idOfToken,
+        this.vocabSize,
+      ),
+      convertTokensToString: (tokens) => this.convertTokensToString(tokens),
+    };
   }
 
   get doLowercase(): boolean {
@@ -379,25 +343,11 @@ export class FlaubertTokenizer implements Tokenizer {
     return mosesTokenize(mosesPipeline(preprocessText(segment, this.lowercase.doLowercase)));
   }
 
-  private mayHoldAddedToken(text: string): boolean {
-    for (const c of this.addedFirstChars) if (text.includes(c)) return true;
-    return false;
-  }
-
-  /** `PreTrainedTokenizer.tokenize` up to `_tokenize`: the text cut around added tokens, which stay whole. */
-  private segments(text: string): string[] {
-    if (this.addedSplitter === undefined || !this.mayHoldAddedToken(text)) return [text];
-    // With a capturing split, odd indices are the added tokens.
-    const parts = text.split(this.addedSplitter);
-    if (this.anyStripFlags) this.applyStripFlags(parts);
-    return parts;
-  }
-
   tokenize(text: string): string[] {
     const out: string[] = [];
-    for (const part of this.segments(text)) {
+    for (const part of this.splitter.split(text)) {
       if (part.length === 0) continue;
-      if (this.addedByContent.has(part)) {
+      if (this.addedIds.has(part)) {
         out.push(part);
         continue;
       }
@@ -419,26 +369,6 @@ export class FlaubertTokenizer implements Tokenizer {
     return ids;
   }
 
-  private applyStripFlags(parts: string[]): void {
-    for (let i = 1; i < parts.length; i += 2) {
-      const token = this.addedByContent.get(parts[i] as string);
-      if (token === undefined) continue;
-      const left = parts[i - 1] as string;
-      const right = parts[i + 1] as string;
-      if (token.rstrip && right.length > 0) parts[i + 1] = pyLstrip(right);
-      if (token.lstrip && left.length > 0) parts[i - 1] = pyRstrip(left);
-      const newLeft = parts[i - 1] as string;
-      const newRight = parts[i + 1] as string;
-      if (token.singleWord && newLeft.length > 0 && !newLeft.endsWith(' ')) {
-        parts[i - 1] = newLeft + token.content;
-        parts[i] = '';
-      } else if (token.singleWord && newRight.length > 0 && !newRight.startsWith(' ')) {
-        parts[i] = token.content + newRight;
-        parts[i + 1] = '';
-      }
-    }
-  }
-
   private toIdWithUnk(token: string): number {
     return this.tokenToId(token) ?? this.unkId;
   }
@@ -451,11 +381,11 @@ export class FlaubertTokenizer implements Tokenizer {
   encode(text: string, options: EncodeOptions = {}): Encoding {
     const framed = options.addSpecialTokens !== false;
     const ids: number[] = framed ? [this.bosId] : [];
-    for (const part of this.segments(text)) {
+    for (const part of this.splitter.split(text)) {
       if (part.length === 0) continue;
-      const added = this.addedByContent.get(part);
+      const added = this.addedIds.get(part);
       if (added !== undefined) {
-        ids.push(added.id);
+        ids.push(added);
         continue;
       }
       for (const word of this.words(part)) {
@@ -476,7 +406,7 @@ export class FlaubertTokenizer implements Tokenizer {
   }
 
   tokenToId(token: string): number | undefined {
-    return this.addedByContent.get(token)?.id ?? this.vocab.get(token);
+    return this.addedIds.get(token) ?? this.vocab.get(token);
   }
 
   /** XLM `convert_tokens_to_string`: concatenate, every `</w>` becomes a space, strip. */
@@ -484,116 +414,29 @@ export class FlaubertTokenizer implements Tokenizer {
     return pyStrip(tokens.join('').replaceAll(END_OF_WORD, ' '));
   }
 
-  /** `PreTrainedTokenizer._decode` with `spaces_between_special_tokens=True`. */
   decode(ids: readonly number[], options: DecodeOptions = {}): string {
-    const skip = options.skipSpecialTokens ?? false;
-    const subTexts: string[] = [];
-    let current: string[] = [];
-    for (const id of ids) {
-      if (skip && this.specialIds.has(id)) continue;
-      const token = this.toTokenWithUnk(id);
-      if (this.legacyAdded.has(token)) {
-        if (current.length > 0) {
-          const s = this.convertTokensToString(current);
-          if (s.length > 0) subTexts.push(s);
-          current = [];
-        }
-        subTexts.push(token);
-      } else {
-        current.push(token);
-      }
-    }
-    if (current.length > 0) subTexts.push(this.convertTokensToString(current));
-    const text = subTexts.join(' ');
     const cleanUp = options.cleanUpTokenizationSpaces ?? this.cleanUpTokenizationSpaces;
-    return cleanUp ? cleanUpTokenization(text) : text;
+    return decodeIds(this.decodeSource, ids, options.skipSpecialTokens ?? false, cleanUp);
   }
-}
-
-/** Right-padded batch as transformers' `tokenizer(texts, padding=True)` returns it. */
-export interface PaddedBatch {
-  inputIds: number[][];
-  tokenTypeIds: number[][];
-  attentionMask: number[][];
-}
-
-export function padBatch(encodings: readonly Encoding[], padId: number): PaddedBatch {
-  const width = Math.max(0, ...encodings.map((e) => e.ids.length));
-  const pad = (row: readonly number[], value: number): number[] => [
-    ...row,
-    ...new Array<number>(width - row.length).fill(value),
-  ];
-  return {
-    inputIds: encodings.map((e) => pad(e.ids, padId)),
-    tokenTypeIds: encodings.map((e) => pad(e.tokenTypeIds ?? new Array<number>(e.ids.length).fill(0), 0)),
-    attentionMask: encodings.map((e) => pad(new Array<number>(e.ids.length).fill(1), 0)),
-  };
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // Loading
 
-type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
-type JsonObject = { [key: string]: Json };
-
-function isObject(v: Json | undefined): v is JsonObject {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-async function readText(path: string, required: boolean): Promise<string | undefined> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    if (!required && (err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw ioErrorFrom(err, path, 'read');
-  }
-}
-
-async function readJson(path: string, required: boolean): Promise<Json | undefined> {
-  const text = await readText(path, required);
-  if (text === undefined) return undefined;
-  try {
-    return JSON.parse(text) as Json;
-  } catch (err) {
-    throw new FormatError(`${path} is not valid JSON: ${(err as Error).message}`, {
-      hint: 're-download the tokenizer files',
-    });
-  }
-}
-
-async function readJsonObject(path: string, required: boolean): Promise<JsonObject | undefined> {
-  const value = await readJson(path, required);
-  if (value === undefined) return undefined;
-  if (!isObject(value)) throw new FormatError(`${path} must contain a JSON object`);
+async function readJsonObject(path: string, required = false): Promise<JsonObject | undefined> {
+  const value = parseJson(await readTokenizerFile(path, required), path);
+  if (value !== undefined && !isObject(value)) throw new FormatError(`${path} must contain a JSON object`);
   return value;
 }
 
-interface TokenSpec {
-  content: string;
-  flags?: Omit<AddedToken, 'content'>;
-}
-
-/** A special-token value: a string, or a serialised AddedToken (`{"content": …, "lstrip": …}`). */
-function tokenSpec(value: Json | undefined, where: string): TokenSpec | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (typeof value === 'string') return { content: value };
-  if (isObject(value) && typeof value.content === 'string') {
-    return {
-      content: value.content,
-      flags: { lstrip: value.lstrip === true, rstrip: value.rstrip === true, singleWord: value.single_word === true },
-    };
-  }
-  throw new FormatError(`${where}: expected a token string or an object with "content"`);
-}
-
-const DEFAULT_ROLES: Readonly<Record<SpecialRole, string | undefined>> = {
-  bos: '<s>',
-  eos: undefined,
-  unk: '<unk>',
-  sep: '</s>',
-  pad: '<pad>',
-  cls: '</s>',
-  mask: '<special1>',
+/** FLB `__init__` defaults; `eos` stays unset, the `</s>` that closes a sequence is sep. */
+const FLAUBERT_DEFAULTS: Partial<Record<SpecialAttribute, string>> = {
+  bos_token: '<s>',
+  unk_token: '<unk>',
+  sep_token: '</s>',
+  pad_token: '<pad>',
+  cls_token: '</s>',
+  mask_token: '<special1>',
 };
 const DEFAULT_ADDITIONAL = Array.from({ length: 10 }, (_, i) => `<special${i}>`);
 
@@ -619,76 +462,19 @@ export async function loadFlaubertTokenizer(
     }
     vocab.set(token, id);
   }
-  const merges = parseMerges((await readText(join(dir, 'merges.txt'), true)) ?? '');
+  const merges = parseMerges((await readTokenizerFile(join(dir, 'merges.txt'), true))?.toString('utf8') ?? '');
 
-  const configPath = join(dir, 'tokenizer_config.json');
-  const config = (await readJsonObject(configPath, false)) ?? {};
-  const specialMap = (await readJsonObject(join(dir, 'special_tokens_map.json'), false)) ?? {};
-  const addedTokensJson = await readJsonObject(join(dir, 'added_tokens.json'), false);
+  const config = (await readJsonObject(join(dir, 'tokenizer_config.json'))) ?? {};
+  const specialMap = await readJsonObject(join(dir, 'special_tokens_map.json'));
+  const addedTokensJson = await readJsonObject(join(dir, 'added_tokens.json'));
 
-  const lookup = (key: string): Json | undefined => (key in specialMap ? specialMap[key] : config[key]);
-  const roles = { ...DEFAULT_ROLES };
-  const roleFlags = new Map<string, Omit<AddedToken, 'content'>>();
-  for (const role of SPECIAL_ROLES) {
-    const key = `${role}_token`;
-    if (!(key in specialMap) && !(key in config)) continue;
-    const spec = tokenSpec(lookup(key), key);
-    roles[role] = spec?.content;
-    if (spec?.flags !== undefined) roleFlags.set(spec.content, spec.flags);
-  }
-  let additional = DEFAULT_ADDITIONAL;
-  const additionalJson = lookup('additional_special_tokens');
-  if (Array.isArray(additionalJson)) {
-    additional = [];
-    for (const v of additionalJson) {
-      const spec = tokenSpec(v, 'additional_special_tokens');
-      if (spec === undefined) continue;
-      additional.push(spec.content);
-      if (spec.flags !== undefined) roleFlags.set(spec.content, spec.flags);
-    }
-  }
-
-  // Added tokens: tokenizer_config's added_tokens_decoder (files saved by transformers ≥ 4.34), else
-  // added_tokens.json; then every special token not registered yet, with its vocab id or a new one.
-  const added: Array<AddedToken & { id: number }> = [];
-  const addedContents = new Set<string>();
-  const register = (content: string, id: number, flags?: Omit<AddedToken, 'content'>): void => {
-    if (addedContents.has(content)) return;
-    addedContents.add(content);
-    added.push({ content, id, lstrip: false, rstrip: false, singleWord: false, ...flags });
-  };
-  const decoderJson = config.added_tokens_decoder;
-  if (isObject(decoderJson)) {
-    for (const [idText, value] of Object.entries(decoderJson)) {
-      const spec = tokenSpec(value, `${configPath} added_tokens_decoder`);
-      const id = Number(idText);
-      if (spec === undefined || !Number.isSafeInteger(id) || id < 0) {
-        throw new FormatError(`${configPath}: bad added_tokens_decoder entry ${idText}`);
-      }
-      register(spec.content, id, spec.flags);
-    }
-  } else if (addedTokensJson !== undefined) {
-    for (const [content, id] of Object.entries(addedTokensJson)) {
-      if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) {
-        throw new FormatError(`added_tokens.json: the id of ${JSON.stringify(content)} is not an integer`);
-      }
-      register(content, id);
-    }
-  }
-  const allSpecial: string[] = [];
-  for (const role of SPECIAL_ROLES) {
-    const t = roles[role];
-    if (t !== undefined && !allSpecial.includes(t)) allSpecial.push(t);
-  }
-  for (const t of additional) if (!allSpecial.includes(t)) allSpecial.push(t);
-  const known = new Set(vocab.keys());
-  for (const t of added) known.add(t.content);
-  for (const t of allSpecial) {
-    if (addedContents.has(t)) continue;
-    const existing = vocab.get(t);
-    if (existing === undefined) known.add(t);
-    register(t, existing ?? known.size - 1, roleFlags.get(t));
-  }
+  const settings = specialTokenSettings(FLAUBERT_DEFAULTS, config, isObject(config.added_tokens_decoder) ? undefined : specialMap);
+  const additional = settings.additional ?? DEFAULT_ADDITIONAL.map((t) => parseAddedToken(t, true, 'additional_special_tokens'));
+  const specials = specialTokensInOrder(settings.single, additional);
+  const specialTokens = specials.map((t) => t.content);
+  // FlauBERT's get_vocab() is vocab.json plus the added tokens.
+  const { added } = initAddedTokens(config, { addedTokensJson }, specials, () => vocab);
+  const roles = Object.fromEntries(SPECIAL_ROLES.map((role) => [role, settings.single.get(`${role}_token`)?.content]));
 
   const ignoredDoLowerCase = typeof config.do_lower_case === 'boolean' ? config.do_lower_case : undefined;
   let lowercase: FlaubertLowercase;
@@ -710,8 +496,9 @@ export async function loadFlaubertTokenizer(
     cleanUpTokenizationSpaces:
       typeof config.clean_up_tokenization_spaces === 'boolean' ? config.clean_up_tokenization_spaces : true,
     modelMaxLength: typeof maxLength === 'number' && Number.isSafeInteger(maxLength) ? maxLength : undefined,
-    roles,
-    additionalSpecialTokens: additional,
+    roles: roles as Record<SpecialRole, string | undefined>,
+    specialTokens,
+    additionalSpecialTokens: additional.map((t) => t.content),
     addedTokens: added,
   });
 }

@@ -12,31 +12,35 @@
  *   `clean_up_tokenization`.
  * Spec: shared/docs/sentencepiece.md §7 and shared/docs/tokenizers.md §A.
  */
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FormatError, ioErrorFrom, NotFoundError, UsageError } from '../errors.js';
+import { FormatError, NotFoundError, UsageError } from '../errors.js';
+import {
+  type AddedToken,
+  AddedTokenSplitter,
+  initAddedTokens,
+  parseAddedToken,
+  type SpecialAttribute,
+  specialTokenSettings,
+  specialTokensInOrder,
+} from './added-tokens.js';
+import { decodeIds, type DecodeSource, legacyAddedTokens } from './decode.js';
+import { isObject, type JsonObject, parseJson, readTokenizerFile, topLevelValue } from './json-files.js';
+import { pyStrip } from './python-str.js';
 import { SentencePieceProcessor } from './sentencepiece/processor.js';
 import { decodeModelProto } from './sentencepiece/proto.js';
-import { addedTokensFromTokenizerJson, modelFromTokenizerJson } from './sentencepiece/tokenizer-json.js';
+import { modelFromTokenizerJson } from './sentencepiece/tokenizer-json.js';
 import type { DecodeOptions, EncodeOptions, Encoding, SpecialTokenIds, Tokenizer } from './tokenizer.js';
 
 const SPIECE_UNDERLINE = '\u2581';
-
-/** transformers' `AddedToken` flags. */
-interface AddedToken {
-  content: string;
-  lstrip: boolean;
-  rstrip: boolean;
-  singleWord: boolean;
-  normalized: boolean;
-  special: boolean;
-}
 
 /** The files of a model directory that shape the tokenizer, already read; absent ones undefined. */
 export interface T5TokenizerFiles {
   /** `spiece.model` bytes; preferred over tokenizer.json, as transformers' slow tokenizer does. */
   spieceModel?: Uint8Array | undefined;
-  /** Parsed `tokenizer.json`: the model when there is no spiece.model, and legacy added-token flags. */
+  /**
+   * Parsed `tokenizer.json`: the model when there is no spiece.model, and legacy added-token flags (beside
+   * spiece.model, an object holding only its `added_tokens` is enough).
+   */
   tokenizerJson?: unknown;
   tokenizerConfig?: unknown;
   specialTokensMap?: unknown;
@@ -58,223 +62,18 @@ export class TokenIdError extends UsageError {
   }
 }
 
-/** Python's `str.isspace` set, which `str.strip` uses: not JS `\s` (no U+FEFF, adds U+001C–U+001F, U+0085). */
-function isPySpace(c: number): boolean {
-  return (
-    (c >= 0x09 && c <= 0x0d) ||
-    (c >= 0x1c && c <= 0x20) ||
-    c === 0x85 ||
-    c === 0xa0 ||
-    c === 0x1680 ||
-    (c >= 0x2000 && c <= 0x200a) ||
-    c === 0x2028 ||
-    c === 0x2029 ||
-    c === 0x202f ||
-    c === 0x205f ||
-    c === 0x3000
-  );
-}
-
-function pyLstrip(s: string): string {
-  let i = 0;
-  while (i < s.length && isPySpace(s.charCodeAt(i))) i++;
-  return i === 0 ? s : s.slice(i);
-}
-
-function pyRstrip(s: string): string {
-  let e = s.length;
-  while (e > 0 && isPySpace(s.charCodeAt(e - 1))) e--;
-  return e === s.length ? s : s.slice(0, e);
-}
-
-function pyStrip(s: string): string {
-  return pyLstrip(pyRstrip(s));
-}
-
-/** TUB `clean_up_tokenization`: the replacements, in this order. */
-function cleanUpTokenization(text: string): string {
-  return text
-    .replaceAll(' .', '.')
-    .replaceAll(' ?', '?')
-    .replaceAll(' !', '!')
-    .replaceAll(' ,', ',')
-    .replaceAll(" ' ", "'")
-    .replaceAll(" n't", "n't")
-    .replaceAll(" 'm", "'m")
-    .replaceAll(" 's", "'s")
-    .replaceAll(" 've", "'ve")
-    .replaceAll(" 're", "'re");
-}
-
-/**
- * Cuts text at added-token contents: scanning left to right, the earliest position where a token
- * matches wins, and there the longest token (`Trie.split` for sets where no token contains another,
- * which holds for the T5 and FLAN-UL2 sets). Works on UTF-16 code units, which matches the same
- * strings as Python's code points.
- */
-class AddedTokenSplitter {
-  private readonly children: Map<number, number>[] = [new Map()];
-  private readonly terminal: boolean[] = [false];
-  private readonly first = new Uint8Array(65536);
-
-  constructor(contents: Iterable<string>) {
-    for (const content of contents) {
-      if (content.length === 0) continue;
-      this.first[content.charCodeAt(0)] = 1;
-      let node = 0;
-      for (let i = 0; i < content.length; i++) {
-        const c = content.charCodeAt(i);
-        const map = this.children[node] as Map<number, number>;
-        let next = map.get(c);
-        if (next === undefined) {
-          next = this.children.length;
-          this.children.push(new Map());
-          this.terminal.push(false);
-          map.set(c, next);
-        }
-        node = next;
-      }
-      this.terminal[node] = true;
-    }
-  }
-
-  /** Text pieces and tokens in order, empty pieces dropped. */
-  split(text: string): string[] {
-    const parts: string[] = [];
-    let last = 0;
-    for (let i = 0; i < text.length; i++) {
-      if (this.first[text.charCodeAt(i)] === 0) continue;
-      let node = 0;
-      let end = -1;
-      for (let k = i; k < text.length; k++) {
-        const next = (this.children[node] as Map<number, number>).get(text.charCodeAt(k));
-        if (next === undefined) break;
-        node = next;
-        if (this.terminal[node]) end = k + 1;
-      }
-      if (end < 0) continue;
-      if (last < i) parts.push(text.slice(last, i));
-      parts.push(text.slice(i, end));
-      last = end;
-      i = end - 1;
-    }
-    if (last < text.length) parts.push(last === 0 ? text : text.slice(last));
-    return parts;
-  }
-}
-
-type Json = Record<string, unknown>;
-
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-/** An `AddedToken` from a string or a serialised dict (`{content, lstrip, ...}`, older files add `__type`). */
-function toAddedToken(v: unknown, special: boolean, where: string): AddedToken {
-  if (typeof v === 'string') return { content: v, lstrip: false, rstrip: false, singleWord: false, normalized: !special, special };
-  if (isObject(v) && typeof v.content === 'string') {
-    const flag = (k: string, d: boolean): boolean => (typeof v[k] === 'boolean' ? (v[k] as boolean) : d);
-    return {
-      content: v.content,
-      lstrip: flag('lstrip', false),
-      rstrip: flag('rstrip', false),
-      singleWord: flag('single_word', false),
-      normalized: flag('normalized', !special),
-      special: special || flag('special', false),
-    };
-  }
-  throw new FormatError(`${where} is not a token string or AddedToken object`);
-}
-
-/** `SPECIAL_TOKENS_ATTRIBUTES` minus the list, in transformers' order (which fixes `all_special_tokens`). */
-const SPECIAL_ATTRIBUTES = ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token'] as const;
-type SpecialAttribute = (typeof SPECIAL_ATTRIBUTES)[number];
 const T5_DEFAULTS: Partial<Record<SpecialAttribute, string>> = { eos_token: '</s>', unk_token: '<unk>', pad_token: '<pad>' };
-
-interface SpecialTokenSettings {
-  single: Map<SpecialAttribute, AddedToken>;
-  additional: AddedToken[];
-}
-
-/**
- * The special-token kwargs `from_pretrained` hands to `T5Tokenizer.__init__`: tokenizer_config.json,
- * overridden by special_tokens_map.json only on the legacy path (no `added_tokens_decoder` saved).
- */
-function specialTokenSettings(config: Json, map: Json | undefined): SpecialTokenSettings {
-  const single = new Map<SpecialAttribute, AddedToken>();
-  const read = (source: Json, key: SpecialAttribute, where: string): void => {
-    if (!(key in source)) return;
-    const v = source[key];
-    if (v === null || v === undefined) single.delete(key);
-    else single.set(key, toAddedToken(v, true, `${where} ${key}`));
-  };
-  for (const [key, content] of Object.entries(T5_DEFAULTS)) {
-    single.set(key as SpecialAttribute, toAddedToken(content, true, key));
-  }
-  for (const key of SPECIAL_ATTRIBUTES) read(config, key, 'tokenizer_config.json');
-  let additional: AddedToken[] | undefined;
-  const readList = (v: unknown, where: string): AddedToken[] => {
-    if (!Array.isArray(v)) throw new FormatError(`${where} additional_special_tokens is not a list`);
-    return v.map((t, i) => toAddedToken(t, true, `${where} additional_special_tokens[${i}]`));
-  };
-  if (Array.isArray(config.additional_special_tokens)) additional = readList(config.additional_special_tokens, 'tokenizer_config.json');
-  if (map !== undefined) {
-    for (const key of SPECIAL_ATTRIBUTES) read(map, key, 'special_tokens_map.json');
-    if (map.additional_special_tokens !== undefined && map.additional_special_tokens !== null) {
-      const merged = additional ?? [];
-      for (const t of readList(map.additional_special_tokens, 'special_tokens_map.json')) {
-        if (!merged.some((m) => m.content === t.content)) merged.push(t);
-      }
-      additional = merged;
-    }
-  }
-  return { single, additional: additional ?? [] };
-}
-
-/**
- * Added tokens as `from_pretrained` passes them (`added_tokens_decoder`): the saved decoder of
- * tokenizer_config.json if any, else added_tokens.json (no strip) then tokenizer.json's `added_tokens`.
- */
-function savedAddedTokens(config: Json, files: T5TokenizerFiles, specialContents: Set<string>): Map<number, AddedToken> {
-  const decoder = new Map<number, AddedToken>();
-  const saved = config.added_tokens_decoder;
-  if (isObject(saved)) {
-    for (const [key, value] of Object.entries(saved)) {
-      const id = Number(key);
-      if (!Number.isInteger(id) || id < 0) throw new FormatError(`tokenizer_config.json added_tokens_decoder has a bad id '${key}'`);
-      decoder.set(id, toAddedToken(value, false, `tokenizer_config.json added_tokens_decoder[${key}]`));
-    }
-    return decoder;
-  }
-  if (files.addedTokensJson !== undefined) {
-    if (!isObject(files.addedTokensJson)) throw new FormatError('added_tokens.json is not a JSON object');
-    for (const [content, id] of Object.entries(files.addedTokensJson)) {
-      if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) {
-        throw new FormatError(`added_tokens.json maps '${content}' to '${String(id)}', not a token id`);
-      }
-      const special = specialContents.has(content);
-      decoder.set(id, { content, lstrip: false, rstrip: false, singleWord: false, normalized: !special, special });
-    }
-  }
-  if (files.tokenizerJson !== undefined) {
-    for (const t of addedTokensFromTokenizerJson(files.tokenizerJson)) {
-      const { id, ...flags } = t;
-      decoder.set(id, flags);
-    }
-  }
-  return decoder;
-}
 
 /**
  * T5Tokenizer.__init__'s sentinels: `<extra_id_0>`… appended to the additional special tokens unless they
  * already name some, and class defaults (lstrip/rstrip) at ids sp_size + extra_ids - 1 - i.
  */
-function sentinels(config: Json, given: AddedToken[], spSize: number): { additional: AddedToken[]; defaults: Map<number, AddedToken> } {
+function sentinels(config: JsonObject, given: AddedToken[], spSize: number): { additional: AddedToken[]; defaults: Map<number, AddedToken> } {
   const extraIds = config.extra_ids ?? 100;
   if (typeof extraIds !== 'number' || !Number.isInteger(extraIds) || extraIds < 0) {
     throw new FormatError('tokenizer_config.json extra_ids is not a non-negative integer');
   }
-  const generated = (): AddedToken[] => Array.from({ length: extraIds }, (_, i) => toAddedToken(`<extra_id_${i}>`, true, 'sentinel'));
+  const generated = (): AddedToken[] => Array.from({ length: extraIds }, (_, i) => parseAddedToken(`<extra_id_${i}>`, true, 'sentinel'));
   let additional: AddedToken[];
   let count: number;
   if (given.length > 0 || Array.isArray(config.additional_special_tokens)) {
@@ -301,34 +100,6 @@ function sentinels(config: Json, given: AddedToken[], spSize: number): { additio
   return { additional, defaults };
 }
 
-/**
- * `_add_tokens(special_tokens=True)` for special tokens absent from the added tokens: a token spelled
- * like a vocabulary entry takes that id, any other one the next id after the whole vocabulary.
- */
-function addMissingSpecialTokens(
-  specials: readonly AddedToken[],
-  added: Map<number, AddedToken>,
-  addedIds: Map<string, number>,
-  pieces: readonly string[],
-): void {
-  const missing = specials.filter((t) => t.content !== '' && !addedIds.has(t.content));
-  if (missing.length === 0) return;
-  const vocab = new Map<string, number>();
-  for (let i = 0; i < pieces.length; i++) vocab.set(added.get(i)?.content ?? (pieces[i] as string), i);
-  for (const [content, id] of addedIds) vocab.set(content, id);
-  const base = vocab.size;
-  let appended = 0;
-  for (const t of missing) {
-    let id = vocab.get(t.content);
-    if (id === undefined) {
-      id = base + appended++;
-      vocab.set(t.content, id);
-    }
-    added.set(id, { ...t, special: true });
-    addedIds.set(t.content, id);
-  }
-}
-
 export class T5Tokenizer implements Tokenizer {
   readonly kind = 't5' as const;
   readonly size: number;
@@ -343,12 +114,9 @@ export class T5Tokenizer implements Tokenizer {
   readonly sp: SentencePieceProcessor;
   private readonly tokenOfId: (string | undefined)[];
   private readonly addedIds: Map<string, number>;
-  private readonly addedById: Map<number, AddedToken>;
   private readonly splitter: AddedTokenSplitter;
   private readonly specialSet: Set<string>;
-  private readonly specialIdSet: Set<number>;
-  /** Tokens `_decode` emits on their own, joined with spaces (sentinels, non-special added tokens). */
-  private readonly legacyAdded: Set<string>;
+  private readonly decodeSource: DecodeSource;
   /** Final id of each SentencePiece id (an added token with the same content takes precedence). */
   private readonly pieceIds: Int32Array;
   private readonly unkToken: string;
@@ -362,7 +130,7 @@ export class T5Tokenizer implements Tokenizer {
       throw new FormatError('special_tokens_map.json is not a JSON object');
     }
     const hasSavedDecoder = isObject(config.added_tokens_decoder);
-    const settings = specialTokenSettings(config, hasSavedDecoder ? undefined : (files.specialTokensMap as Json | undefined));
+    const settings = specialTokenSettings(T5_DEFAULTS, config, hasSavedDecoder ? undefined : (files.specialTokensMap as JsonObject | undefined));
 
     const legacyConfig = config.legacy;
     this.legacy = options.legacy ?? (typeof legacyConfig === 'boolean' ? legacyConfig : true);
@@ -383,29 +151,21 @@ export class T5Tokenizer implements Tokenizer {
     const spSize = this.sp.size;
     this.spSize = spSize;
 
-    const { additional, defaults } = sentinels(config, settings.additional, spSize);
+    const { additional, defaults } = sentinels(config, settings.additional ?? [], spSize);
 
-    // all_special_tokens: the single attributes in transformers' order, then the list, without repeats.
-    const specialList: AddedToken[] = [];
-    const seen = new Set<string>();
-    for (const t of [...SPECIAL_ATTRIBUTES.map((k) => settings.single.get(k)), ...additional]) {
-      if (t === undefined || seen.has(t.content)) continue;
-      seen.add(t.content);
-      specialList.push(t);
-    }
+    const specialList = specialTokensInOrder(settings.single, additional);
     this.specialTokens = specialList.map((t) => t.content);
-    this.specialSet = seen;
+    this.specialSet = new Set(this.specialTokens);
 
-    // PreTrainedTokenizer.__init__: the saved decoder overrides the class defaults, then the special
-    // tokens still missing are added.
-    const added = defaults;
-    for (const [id, t] of savedAddedTokens(config, files, seen)) added.set(id, t);
-    const addedIds = new Map<string, number>();
-    for (const [id, t] of added) addedIds.set(t.content, id);
-    addMissingSpecialTokens(specialList, added, addedIds, this.sp.pieces);
-    this.addedById = added;
+    // T5's get_vocab() runs convert_ids_to_tokens over the pieces, so an added token takes its id's place.
+    const pieceVocab = (saved: ReadonlyMap<number, AddedToken>): Map<string, number> => {
+      const vocab = new Map<string, number>();
+      this.sp.pieces.forEach((piece, i) => vocab.set(saved.get(i)?.content ?? piece, i));
+      return vocab;
+    };
+    const { added, addedIds } = initAddedTokens(config, files, specialList, pieceVocab, defaults);
     this.addedIds = addedIds;
-    this.splitter = new AddedTokenSplitter(addedIds.keys());
+    this.splitter = new AddedTokenSplitter(added.values());
 
     // convert_ids_to_tokens over every id; len(tokenizer) counts distinct token strings.
     let maxId = spSize - 1;
@@ -439,9 +199,17 @@ export class T5Tokenizer implements Tokenizer {
     const mask = idOf('mask_token');
     this.special = { pad, eos, unk, ...(bos === undefined ? {} : { bos }), ...(mask === undefined ? {} : { mask }) };
     this.eosId = eos;
-    this.specialIdSet = new Set(this.specialTokens.map((t) => this.convertTokenToId(t)));
-    this.legacyAdded = new Set([...addedIds.keys()].filter((t) => !this.specialSet.has(t)));
-    for (const t of additional) if (this.convertTokenToId(t.content) >= spSize) this.legacyAdded.add(t.content);
+    const idOfToken = (t: string): number => this.convertTokenToId(t);
+    this.decodeSource = {
+      tokenOf: (id) => {
+        const token = this.idToToken(id);
+        if (token === undefined) throw new TokenIdError(id, this.size);
+        return token;
+      },
+      specialIds: new Set(this.specialTokens.map(idOfToken)),
+      legacyAdded: legacyAddedTokens(addedIds.keys(), this.specialSet, additional.map((t) => t.content), idOfToken, spSize),
+      convertTokensToString: (tokens) => this.tokensToString(tokens),
+    };
 
     this.unkToken = (settings.single.get('unk_token') as AddedToken).content;
     this.unkTokenLength = this.sp.encode(this.unkToken).pieces.length;
@@ -480,24 +248,6 @@ export class T5Tokenizer implements Tokenizer {
     const prefixed = !this.legacy && text.length > 0;
     const input = prefixed ? SPIECE_UNDERLINE + text.replaceAll(SPIECE_UNDERLINE, ' ') : text;
     const parts = this.splitter.split(input);
-    for (let i = 0; i < parts.length; i++) {
-      const part = parts[i] as string;
-      const id = this.addedIds.get(part);
-      if (id === undefined) continue;
-      const token = this.addedById.get(id) as AddedToken;
-      const left = i > 0 ? (parts[i - 1] as string) : '';
-      const right = i < parts.length - 1 ? (parts[i + 1] as string) : '';
-      // rstrip: the token eats the whitespace on its right, so the next piece loses its leading spaces.
-      if (token.rstrip && right !== '') parts[i + 1] = pyLstrip(right);
-      if (token.lstrip && left !== '') parts[i - 1] = pyRstrip(left);
-      if (token.singleWord && left !== '' && !left.endsWith(' ')) {
-        parts[i - 1] = (parts[i - 1] as string) + part;
-        parts[i] = '';
-      } else if (token.singleWord && right !== '' && !right.startsWith(' ')) {
-        parts[i] = part + (parts[i + 1] as string);
-        parts[i + 1] = '';
-      }
-    }
     for (const part of parts) {
       if (part === '') continue;
       const id = this.addedIds.get(part);
@@ -558,51 +308,14 @@ export class T5Tokenizer implements Tokenizer {
   }
 
   decode(ids: readonly number[], options: DecodeOptions = {}): string {
-    const skip = options.skipSpecialTokens ?? false;
-    const subTexts: string[] = [];
-    let run: string[] = [];
-    for (const id of ids) {
-      if (skip && this.specialIdSet.has(id)) continue;
-      const token = this.idToToken(id);
-      if (token === undefined) throw new TokenIdError(id, this.size);
-      if (!this.legacyAdded.has(token)) {
-        run.push(token);
-        continue;
-      }
-      if (run.length > 0) {
-        const text = this.tokensToString(run);
-        if (text.length > 0) subTexts.push(text);
-        run = [];
-      }
-      subTexts.push(token);
-    }
-    if (run.length > 0) subTexts.push(this.tokensToString(run));
-    const text = subTexts.join(' ');
-    return (options.cleanUpTokenizationSpaces ?? this.cleanUpTokenizationSpaces) ? cleanUpTokenization(text) : text;
+    const cleanUp = options.cleanUpTokenizationSpaces ?? this.cleanUpTokenizationSpaces;
+    return decodeIds(this.decodeSource, ids, options.skipSpecialTokens ?? false, cleanUp);
   }
 }
 
 /** Builds a T5 tokenizer from files already read (tests, or callers that fetched them). */
 export function createT5Tokenizer(files: T5TokenizerFiles, options: T5TokenizerOptions = {}): T5Tokenizer {
   return new T5Tokenizer(files, options);
-}
-
-async function readOptional(path: string): Promise<Buffer | undefined> {
-  try {
-    return await readFile(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw ioErrorFrom(err, path, 'read');
-  }
-}
-
-function parseJson(bytes: Buffer | undefined, path: string): unknown {
-  if (bytes === undefined) return undefined;
-  try {
-    return JSON.parse(bytes.toString('utf8')) as unknown;
-  } catch (err) {
-    throw new FormatError(`${path} is not valid JSON: ${(err as Error).message}`);
-  }
 }
 
 /**
@@ -613,25 +326,32 @@ function parseJson(bytes: Buffer | undefined, path: string): unknown {
 export async function loadT5Tokenizer(dir: string, options: T5TokenizerOptions = {}): Promise<T5Tokenizer> {
   const path = (name: string): string => join(dir, name);
   const [spiece, configBytes, mapBytes, addedBytes] = await Promise.all([
-    readOptional(path('spiece.model')),
-    readOptional(path('tokenizer_config.json')),
-    readOptional(path('special_tokens_map.json')),
-    readOptional(path('added_tokens.json')),
+    readTokenizerFile(path('spiece.model')),
+    readTokenizerFile(path('tokenizer_config.json')),
+    readTokenizerFile(path('special_tokens_map.json')),
+    readTokenizerFile(path('added_tokens.json')),
   ]);
   const tokenizerConfig = parseJson(configBytes, path('tokenizer_config.json'));
   // tokenizer.json is the model without spiece.model, and otherwise only matters for the added-token
   // flags that transformers takes from it when tokenizer_config.json saved none.
   const needJson = spiece === undefined || !(isObject(tokenizerConfig) && isObject(tokenizerConfig.added_tokens_decoder));
-  const jsonBytes = needJson ? await readOptional(path('tokenizer.json')) : undefined;
+  const jsonBytes = needJson ? await readTokenizerFile(path('tokenizer.json')) : undefined;
   if (spiece === undefined && jsonBytes === undefined) {
     throw new NotFoundError(`${dir} has neither spiece.model nor tokenizer.json`, {
       hint: 'download the tokenizer files of the model (FLAN-UL2 uses the FLAN-T5 spiece.model)',
     });
   }
+  let tokenizerJson: unknown;
+  if (spiece !== undefined && jsonBytes !== undefined) {
+    const picked = topLevelValue(jsonBytes, 'added_tokens');
+    tokenizerJson = picked === undefined ? parseJson(jsonBytes, path('tokenizer.json')) : { added_tokens: picked.value };
+  } else {
+    tokenizerJson = parseJson(jsonBytes, path('tokenizer.json'));
+  }
   return new T5Tokenizer(
     {
       spieceModel: spiece === undefined ? undefined : new Uint8Array(spiece.buffer, spiece.byteOffset, spiece.byteLength),
-      tokenizerJson: parseJson(jsonBytes, path('tokenizer.json')),
+      tokenizerJson,
       tokenizerConfig,
       specialTokensMap: parseJson(mapBytes, path('special_tokens_map.json')),
       addedTokensJson: parseJson(addedBytes, path('added_tokens.json')),

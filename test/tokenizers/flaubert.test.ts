@@ -7,17 +7,17 @@ import { FormatError, NotFoundError } from '../../src/errors.js';
 import {
   FlaubertTokenizer,
   XlmBpe,
-  cleanUpTokenization,
   ignoredLowercaseNotice,
   loadFlaubertTokenizer,
   mosesPipeline,
   mosesTokenize,
-  padBatch,
   parseMerges,
   preprocessText,
 } from '../../src/tokenizers/flaubert.js';
+import { cleanUpTokenization } from '../../src/tokenizers/decode.js';
 import { goldenDir, hubDir, needsShared, referenceDir, repoPath } from '../helpers/shared.js';
 import { tempDir } from '../helpers/tmp.js';
+import { padBatch } from './pad-batch.js';
 
 interface GoldenCase {
   text: string;
@@ -416,29 +416,5 @@ describe('decoding (XLM convert_tokens_to_string + transformers _decode)', () =>
       cleanUpTokenization("a . b ? c ! d , e ' f do n't I 'm it 's we 've they 're"),
       "a. b? c! d, e'f don't I'm it's we've they're",
     );
-  });
-
-  test('padBatch pads on the right with the pad id and a zero mask', () => {
-    const batch = padBatch(
-      [
-        { ids: [0, 7, 1], tokens: [], tokenTypeIds: [0, 0, 0] },
-        { ids: [0, 1], tokens: [] },
-      ],
-      2,
-    );
-    assert.deepEqual(batch, {
-      inputIds: [
-        [0, 7, 1],
-        [0, 1, 2],
-      ],
-      tokenTypeIds: [
-        [0, 0, 0],
-        [0, 0, 0],
-      ],
-      attentionMask: [
-        [1, 1, 1],
-        [1, 1, 0],
-      ],
-    });
   });
 });

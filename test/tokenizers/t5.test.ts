@@ -7,6 +7,7 @@ import { NotFoundError } from '../../src/errors.js';
 import { createT5Tokenizer, loadT5Tokenizer, T5Tokenizer, TokenIdError } from '../../src/tokenizers/t5.js';
 import { goldenDir, hubDir, needsShared, referenceDir, repoPath } from '../helpers/shared.js';
 import { tempDir } from '../helpers/tmp.js';
+import { padBatch } from './pad-batch.js';
 
 interface GoldenCase {
   text: string;
@@ -44,14 +45,10 @@ function readGolden(name: string): Golden | undefined {
 
 const flanLarge = join(hubDir, 'google', 'flan-t5-large');
 
-/** transformers pads on the right with the pad id and masks the padding. */
-function padBatch(tokenizer: T5Tokenizer, texts: string[]): { ids: number[][]; mask: number[][] } {
-  const encoded = texts.map((t) => tokenizer.encode(t).ids);
-  const width = Math.max(...encoded.map((e) => e.length));
-  return {
-    ids: encoded.map((e) => [...e, ...Array<number>(width - e.length).fill(tokenizer.special.pad)]),
-    mask: encoded.map((e) => [...Array<number>(e.length).fill(1), ...Array<number>(width - e.length).fill(0)]),
-  };
+/** input_ids and attention_mask of `tokenizer(texts, padding=True)`. */
+function padTexts(tokenizer: T5Tokenizer, texts: string[]): { ids: number[][]; mask: number[][] } {
+  const batch = padBatch(texts.map((t) => tokenizer.encode(t)), tokenizer.special.pad);
+  return { ids: batch.inputIds, mask: batch.attentionMask };
 }
 
 for (const file of ['tokenizer-t5.json', 'tokenizer-t5-test-sentencepiece.json', 'tokenizer-hub-flan-t5.json']) {
@@ -96,7 +93,7 @@ for (const file of ['tokenizer-t5.json', 'tokenizer-t5-test-sentencepiece.json',
 
     test('batch_padding_case', () => {
       const b = (golden as Golden).batch_padding_case;
-      const { ids, mask } = padBatch(tok, b.texts);
+      const { ids, mask } = padTexts(tok, b.texts);
       assert.deepEqual(ids, b.input_ids);
       assert.deepEqual(mask, b.attention_mask);
     });
@@ -133,7 +130,7 @@ for (const file of ['flan-t5.json', 't5-relu.json', 'ul2.json']) {
             assert.deepEqual(tok.encode(r.prompt).ids, r.input_ids, r.prompt);
           }
           if (r.prompts !== undefined && r.input_ids !== undefined) {
-            const { ids, mask } = padBatch(tok, r.prompts);
+            const { ids, mask } = padTexts(tok, r.prompts);
             assert.deepEqual(ids, r.input_ids);
             assert.deepEqual(mask, r.attention_mask);
           }

@@ -18,15 +18,16 @@ export function relativePositionBucket(
     if (n > 0) bucket += buckets;
     n = Math.abs(n);
   } else {
-    n = -Math.min(n, 0);
+    // -min(n, 0), written so that a future key gives +0 rather than -0.
+    n = Math.max(-n, 0);
   }
   const maxExact = Math.floor(buckets / 2);
   if (n < maxExact) return bucket + n;
-  // Same float32 arithmetic order as torch: log(n / max_exact) / log(max_distance / max_exact) * (buckets - max_exact).
+  // torch's order and precision: float32 tensor ops, math.log(max_distance / max_exact) taken in double
+  // (Python) and rounded to float32 when it meets the tensor.
   const f = Math.fround;
-  const large = Math.trunc(
-    f(f(f(Math.log(f(n / maxExact))) / f(Math.log(f(maxDistance / maxExact)))) * (buckets - maxExact)),
-  ) + maxExact;
+  const scale = f(Math.log(maxDistance / maxExact));
+  const large = maxExact + Math.trunc(f(f(f(Math.log(f(n / maxExact))) / scale) * (buckets - maxExact)));
   return bucket + Math.min(large, buckets - 1);
 }
 

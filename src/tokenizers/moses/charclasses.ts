@@ -82,8 +82,8 @@ export const DIGIT = new CodePointSet(decodeRanges(PY_ND));
 export const NON_PRINTING = new CodePointSet(decodeRanges(PY_CATEGORY_C));
 
 /**
- * Python's whitespace (`str.isspace`, `\s`, `strip()`, `split()`): JS `\s` minus U+FEFF plus U+001C–U+001F and
- * U+0085. All of it is in the BMP, so code units can be tested directly.
+ * Python's whitespace (`\s` in the reference regexes); `isPyWhitespace` of ../python-str.ts tests the same set
+ * one code unit at a time.
  */
 export const WHITESPACE = new CodePointSet([
   [0x09, 0x0d],
@@ -97,19 +97,3 @@ export const WHITESPACE = new CodePointSet([
   [0x205f, 0x205f],
   [0x3000, 0x3000],
 ]);
-
-export function isPyWhitespace(code: number): boolean {
-  if (code <= 0x20) return code === 0x20 || (code >= 0x09 && code <= 0x0d) || code >= 0x1c;
-  if (code < 0x85) return false;
-  return (
-    code === 0x85 ||
-    code === 0xa0 ||
-    code === 0x1680 ||
-    (code >= 0x2000 && code <= 0x200a) ||
-    code === 0x2028 ||
-    code === 0x2029 ||
-    code === 0x202f ||
-    code === 0x205f ||
-    code === 0x3000
-  );
-}

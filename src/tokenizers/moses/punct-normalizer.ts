@@ -9,7 +9,7 @@
  * would change what earlier replacements expose to later ones.
  */
 import { DIGIT, NON_PRINTING, WHITESPACE } from './charclasses.js';
-import { pyStrip } from './python-str.js';
+import { pyStrip } from '../python-str.js';
 
 /** A rule only runs when its trigger occurs in the text: a cheap `includes` skips most of the 45 passes. */
 type Rule = readonly [pattern: RegExp, replacement: string, trigger: string];

@@ -3,9 +3,9 @@
  * escape=False)` with no protected patterns: the word splitter of FlauBERT's `moses_tokenize`. Step numbers
  * refer to shared/docs/tokenizers.md §C.2–C.3.
  */
-import { ALNUM, ALPHA, LOWER, NUMERIC, WHITESPACE, isPyWhitespace } from './charclasses.js';
+import { isPyWhitespace, pySplit, pyStrip } from '../python-str.js';
+import { ALNUM, ALPHA, LOWER, NUMERIC, WHITESPACE } from './charclasses.js';
 import { FRENCH_NONBREAKING_PREFIX_SET } from './nonbreaking-prefixes.js';
-import { pySplit, pyStrip } from './python-str.js';
 
 const WS_RUN = new RegExp(`[${WHITESPACE.classBody}]+`, 'gu');
 const ASCII_CONTROL = /[\x00-\x1f]/g;

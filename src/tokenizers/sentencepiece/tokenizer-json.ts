@@ -12,31 +12,16 @@
  *   `Replace(" " → "▁")`) means escape_whitespaces and, with its prefix flag, add_dummy_prefix.
  */
 import { FormatError, UnsupportedError } from '../../errors.js';
+import { type AddedToken, addedTokensFromTokenizerJson } from '../added-tokens.js';
+import { isObject, type JsonObject } from '../json-files.js';
 import { defaultNormalizerSpec, defaultTrainerSpec, type ModelPiece, type ModelProto, PieceType } from './proto.js';
 import { encodeUtf8 } from './utf8.js';
 
 const SPACE_SYMBOL = '\u2581';
 
-/** An entry of `added_tokens`, with transformers' `AddedToken` flags. */
-export interface JsonAddedToken {
-  id: number;
-  content: string;
-  lstrip: boolean;
-  rstrip: boolean;
-  singleWord: boolean;
-  normalized: boolean;
-  special: boolean;
-}
-
 export interface TokenizerJsonModel {
   model: ModelProto;
-  addedTokens: JsonAddedToken[];
-}
-
-type Json = Record<string, unknown>;
-
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
+  addedTokens: Array<AddedToken & { id: number }>;
 }
 
 function bool(v: unknown, fallback: boolean): boolean {
@@ -50,7 +35,7 @@ interface WhitespaceFlags {
   prefix: boolean;
 }
 
-function unsupported(what: string, part: string, node: Json): UnsupportedError {
+function unsupported(what: string, part: string, node: JsonObject): UnsupportedError {
   return new UnsupportedError(`${what}: ${part} of type '${String(node.type)}' is not supported`, {
     hint: 'tfhf reads SentencePiece Unigram tokenizer.json files (T5 family); spiece.model is read when present',
   });
@@ -115,31 +100,6 @@ function readPreTokenizer(node: unknown, flags: WhitespaceFlags, what: string): 
   }
 }
 
-/** The `added_tokens` list of a parsed tokenizer.json (transformers reads it even beside spiece.model). */
-export function addedTokensFromTokenizerJson(json: unknown, what = 'tokenizer.json'): JsonAddedToken[] {
-  if (!isObject(json)) throw new FormatError(`${what} is not a JSON object`);
-  return readAddedTokens(json.added_tokens, what);
-}
-
-function readAddedTokens(list: unknown, what: string): JsonAddedToken[] {
-  if (list === undefined || list === null) return [];
-  if (!Array.isArray(list)) throw new FormatError(`${what}: added_tokens is not a list`);
-  return list.map((t, i) => {
-    if (!isObject(t) || typeof t.content !== 'string' || !Number.isInteger(t.id)) {
-      throw new FormatError(`${what}: added_tokens[${i}] lacks an id or content`);
-    }
-    return {
-      id: t.id as number,
-      content: t.content,
-      lstrip: bool(t.lstrip, false),
-      rstrip: bool(t.rstrip, false),
-      singleWord: bool(t.single_word, false),
-      normalized: bool(t.normalized, true),
-      special: bool(t.special, false),
-    };
-  });
-}
-
 /** Converts a parsed tokenizer.json; `what` names it in error messages. */
 export function modelFromTokenizerJson(json: unknown, what = 'tokenizer.json'): TokenizerJsonModel {
   if (!isObject(json)) throw new FormatError(`${what} is not a JSON object`);
@@ -154,7 +114,7 @@ export function modelFromTokenizerJson(json: unknown, what = 'tokenizer.json'): 
   if (!Number.isInteger(unkId) || (unkId as number) < 0 || (unkId as number) >= vocab.length) {
     throw new FormatError(`${what}: Unigram unk_id is missing or out of range`);
   }
-  const addedTokens = readAddedTokens(json.added_tokens, what);
+  const addedTokens = addedTokensFromTokenizerJson(json, what);
   const added = new Map(addedTokens.map((t) => [t.id, t]));
 
   // The SentencePiece vocabulary ends where the trailing run of added tokens (the sentinels) begins.

@@ -12,10 +12,10 @@ import {
   NUMERIC,
   WHITESPACE,
   decodeRanges,
-  isPyWhitespace,
 } from '../../../src/tokenizers/moses/charclasses.js';
 import { FRENCH_NONBREAKING_PREFIXES } from '../../../src/tokenizers/moses/nonbreaking-prefixes.js';
-import { pyLower, pyNfc, pySplit, pyStrip } from '../../../src/tokenizers/moses/python-str.js';
+import { pyLower, pyNfc } from '../../../src/tokenizers/moses/unicode14.js';
+import { isPyWhitespace, pySplit, pyStrip } from '../../../src/tokenizers/python-str.js';
 import { needsShared, referenceDir } from '../../helpers/shared.js';
 import {
   TABLES_MODULE,

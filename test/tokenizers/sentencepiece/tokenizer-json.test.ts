@@ -4,7 +4,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FormatError, UnsupportedError } from '../../../src/errors.js';
 import { decodeModelProto } from '../../../src/tokenizers/sentencepiece/proto.js';
-import { addedTokensFromTokenizerJson, modelFromTokenizerJson } from '../../../src/tokenizers/sentencepiece/tokenizer-json.js';
+import { addedTokensFromTokenizerJson } from '../../../src/tokenizers/added-tokens.js';
+import { modelFromTokenizerJson } from '../../../src/tokenizers/sentencepiece/tokenizer-json.js';
 import { hubDir, needsShared } from '../../helpers/shared.js';
 
 async function json(path: string): Promise<unknown> {

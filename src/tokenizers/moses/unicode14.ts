@@ -1,47 +1,8 @@
 /**
- * Python 3.11 `str` operations that the reference pipeline relies on and whose JS look-alikes differ:
- * `strip()`/`split()` use Python's whitespace set, and `lower()`/NFC use Unicode 14 data whereas Node.js
- * follows its own, newer ICU.
+ * Python 3.11 `str.lower()` and `unicodedata.normalize("NFC")` use Unicode 14 data, whereas Node.js follows its
+ * own, newer ICU: code points assigned since then must be left alone, as Python leaves them.
  */
-import { NON_PRINTING, isPyWhitespace } from './charclasses.js';
-
-export function pyStrip(text: string): string {
-  let start = 0;
-  let end = text.length;
-  while (start < end && isPyWhitespace(text.charCodeAt(start))) start++;
-  while (end > start && isPyWhitespace(text.charCodeAt(end - 1))) end--;
-  return start === 0 && end === text.length ? text : text.slice(start, end);
-}
-
-export function pyLstrip(text: string): string {
-  let start = 0;
-  while (start < text.length && isPyWhitespace(text.charCodeAt(start))) start++;
-  return start === 0 ? text : text.slice(start);
-}
-
-export function pyRstrip(text: string): string {
-  let end = text.length;
-  while (end > 0 && isPyWhitespace(text.charCodeAt(end - 1))) end--;
-  return end === text.length ? text : text.slice(0, end);
-}
-
-/** `str.split()` without arguments: runs of Python whitespace separate, empty strings are dropped. */
-export function pySplit(text: string): string[] {
-  const out: string[] = [];
-  let start = -1;
-  for (let i = 0; i < text.length; i++) {
-    if (isPyWhitespace(text.charCodeAt(i))) {
-      if (start >= 0) {
-        out.push(text.slice(start, i));
-        start = -1;
-      }
-    } else if (start < 0) {
-      start = i;
-    }
-  }
-  if (start >= 0) out.push(text.slice(start));
-  return out;
-}
+import { NON_PRINTING } from './charclasses.js';
 
 /**
  * Code points that Unicode 14 leaves unassigned (so Python neither lower-cases, decomposes nor composes them,
