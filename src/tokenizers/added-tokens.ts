@@ -67,8 +67,9 @@ export interface SpecialTokenSettings {
 export function specialTokenSettings(
   defaults: Partial<Record<SpecialAttribute, string>>,
   config: JsonObject,
-  map: JsonObject | undefined,
+  specialTokensMap: JsonObject | undefined,
 ): SpecialTokenSettings {
+  const map = isObject(config.added_tokens_decoder) ? undefined : specialTokensMap;
   const single = new Map<SpecialAttribute, AddedToken>();
   for (const [key, content] of Object.entries(defaults)) single.set(key as SpecialAttribute, parseAddedToken(content, true, key));
   const read = (source: JsonObject, key: SpecialAttribute, where: string): void => {

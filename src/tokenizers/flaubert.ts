@@ -468,7 +468,7 @@ export async function loadFlaubertTokenizer(
   const specialMap = await readJsonObject(join(dir, 'special_tokens_map.json'));
   const addedTokensJson = await readJsonObject(join(dir, 'added_tokens.json'));
 
-  const settings = specialTokenSettings(FLAUBERT_DEFAULTS, config, isObject(config.added_tokens_decoder) ? undefined : specialMap);
+  const settings = specialTokenSettings(FLAUBERT_DEFAULTS, config, specialMap);
   const additional = settings.additional ?? DEFAULT_ADDITIONAL.map((t) => parseAddedToken(t, true, 'additional_special_tokens'));
   const specials = specialTokensInOrder(settings.single, additional);
   const specialTokens = specials.map((t) => t.content);

@@ -129,8 +129,7 @@ export class T5Tokenizer implements Tokenizer {
     if (files.specialTokensMap !== undefined && !isObject(files.specialTokensMap)) {
       throw new FormatError('special_tokens_map.json is not a JSON object');
     }
-    const hasSavedDecoder = isObject(config.added_tokens_decoder);
-    const settings = specialTokenSettings(T5_DEFAULTS, config, hasSavedDecoder ? undefined : (files.specialTokensMap as JsonObject | undefined));
+    const settings = specialTokenSettings(T5_DEFAULTS, config, files.specialTokensMap as JsonObject | undefined);
 
     const legacyConfig = config.legacy;
     this.legacy = options.legacy ?? (typeof legacyConfig === 'boolean' ? legacyConfig : true);

@@ -4,7 +4,7 @@ import { before, describe, test } from 'node:test';
 import { initBackend, tf } from '../../src/backend/index.js';
 import { FormatError } from '../../src/errors.js';
 import type { CheckpointReader, RawTensor, TensorInfo } from '../../src/formats/tensor.js';
-import { activate, CheckpointWeights, gelu, geluNew, InferenceLayer, layerNorm, linear, rmsNorm } from '../../src/models/layers.js';
+import { activate, attention, CheckpointWeights, gelu, geluNew, InferenceLayer, layerNorm, linear, rmsNorm } from '../../src/models/layers.js';
 
 function close(actual: ArrayLike<number>, expected: ArrayLike<number>, tol = 1e-6): void {
   assert.equal(actual.length, expected.length);
@@ -70,6 +70,31 @@ describe('layers', () => {
       close(linear(x, w).dataSync(), tf.matMul(x, w).dataSync());
       close(linear(x, w, b).dataSync(), plain.dataSync());
       close(linear(x, w, b, 'relu').dataSync(), tf.relu(plain).dataSync());
+    });
+  });
+
+  test('attention: the per-head path for long inputs equals softmax(scale·q·kᵀ + bias)·v', () => {
+    tf.tidy(() => {
+      for (const [lenQ, lenK] of [[3, 5], [130, 140]] as const) {
+        const q = tf.randomNormal([2, 3, lenQ, 8], 0, 1, 'float32', 1) as tf.Tensor4D;
+        const k = tf.randomNormal([2, 3, lenK, 8], 0, 1, 'float32', 2) as tf.Tensor4D;
+        const v = tf.randomNormal([2, 3, lenK, 8], 0, 1, 'float32', 3) as tf.Tensor4D;
+        const bias = tf.randomNormal([1, 3, lenQ, lenK], 0, 1, 'float32', 4);
+        // Reference: one head at a time through plain 2-D ops.
+        const expected = tf.stack(
+          [0, 1].map((b) =>
+            tf.stack(
+              [0, 1, 2].map((h) => {
+                const head = (t: tf.Tensor4D, len: number): tf.Tensor2D => tf.reshape(tf.slice(t, [b, h, 0, 0], [1, 1, len, 8]), [len, 8]);
+                const bh = tf.reshape(tf.slice(bias, [0, h, 0, 0], [1, 1, lenQ, lenK]), [lenQ, lenK]);
+                const scores = tf.add(tf.mul(tf.matMul(head(q, lenQ), tf.transpose(head(k, lenK))), 0.125), bh);
+                return tf.matMul(tf.softmax(scores), head(v, lenK));
+              }),
+            ),
+          ),
+        );
+        close(attention(q, k, v, bias, 0.125).dataSync(), expected.dataSync(), 1e-5);
+      }
     });
   });
 

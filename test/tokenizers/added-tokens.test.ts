@@ -51,7 +51,7 @@ describe('special tokens and added tokens as from_pretrained reads them', () => 
     assert.equal(legacy.single.get('mask_token')?.content, '<m2>');
     assert.equal(legacy.single.get('unk_token')?.content, '<unk>');
     assert.deepEqual(legacy.additional?.map((t) => t.content), ['<y>', '<z>', '<x>']);
-    const saved = specialTokenSettings({}, { ...config, added_tokens_decoder: {} }, undefined);
+    const saved = specialTokenSettings({}, { ...config, added_tokens_decoder: {} }, map);
     assert.equal(saved.single.get('mask_token')?.content, '<m1>');
     assert.equal(specialTokenSettings({ unk_token: '<unk>' }, { unk_token: null }, undefined).single.has('unk_token'), false);
     assert.equal(specialTokenSettings({}, {}, undefined).additional, undefined);

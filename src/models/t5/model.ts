@@ -31,7 +31,7 @@ type KV = { readonly k: tf.Tensor4D; readonly v: tf.Tensor4D };
  * for the whole generation: kᵀ [dKv, encLen] and v [encLen, dKv], so each step's q_h·kᵀ and p_h·v are 2-D
  * matMuls XNNPACK packs once, instead of batched matMuls that run in a scalar loop.
  */
-type SharedKV = { readonly kt: readonly tf.Tensor2D[]; readonly v: readonly tf.Tensor2D[] };
+type SharedKV = { readonly kt: tf.Tensor2D[]; readonly v: tf.Tensor2D[] };
 type CrossKV = KV | SharedKV;
 /**
  * Rows × encoder tokens from which a single input's cross-attention uses SharedKV: below it the per-head
@@ -168,20 +168,20 @@ export class T5Attention extends InferenceLayer {
   /** Per-head keys and values of one input's encoder output enc [encLen, dModel] (see SharedKV). */
   sharedCrossKV(enc: tf.Tensor2D): SharedKV {
     const h = this.args.numHeads;
-    const kt = tf.split(tf.transpose(tf.matMul(enc, this.k)), h, 0); // heads × [dKv, encLen]
-    const v = tf.split(tf.matMul(enc, this.v), h, 1); // heads × [encLen, dKv]
+    const kt = tf.split(tf.transpose(tf.matMul(enc, this.k)), h, 0) as tf.Tensor2D[]; // heads × [dKv, encLen]
+    const v = tf.split(tf.matMul(enc, this.v), h, 1) as tf.Tensor2D[]; // heads × [encLen, dKv]
     return { kt, v };
   }
 
   /**
    * x [batch·len, dModel] (normed) attending to the encoder: `mask` is the additive padding mask,
-   * [batch, 1, 1, encLen] with KV, [1, encLen] with SharedKV (one position per row).
+   * [batch, 1, 1, encLen] with KV, [1, encLen] with SharedKV (where every row of x reads the same input).
    */
   crossAttention(x: tf.Tensor2D, batch: number, len: number, kv: CrossKV, mask: tf.Tensor | undefined): tf.Tensor2D {
     if ('k' in kv) return this.attend(this.heads(x, this.q, batch, len), kv, mask, batch, len);
     const h = this.args.numHeads;
     const q = tf.split(tf.matMul(x, this.q), h, 1); // heads × [rows, dKv]
-    let scores: tf.Tensor2D = tf.concat(q.map((qh, i) => tf.matMul(qh, kv.kt[i] as tf.Tensor2D)), 0); // [heads·rows, encLen]
+    let scores = tf.concat(q.map((qh, i) => tf.matMul(qh, kv.kt[i] as tf.Tensor2D)), 0) as tf.Tensor2D; // [heads·rows, encLen]
     if (mask) scores = tf.add(scores, mask);
     const p = tf.split(tf.softmax(scores), h, 0);
     return tf.matMul(tf.concat(p.map((ph, i) => tf.matMul(ph, kv.v[i] as tf.Tensor2D)), 1), this.o); // via [rows, heads·dKv]
@@ -661,19 +661,31 @@ class T5ForConditionalGeneration implements T5Model {
   start(batch: EncoderBatch, expand: number): DecoderState {
     checkBatch(batch, this.vocabSize);
     if (!Number.isInteger(expand) || expand < 1) throw new RangeError(`expand must be a positive integer (got ${expand})`);
+    const shared = batch.batch === 1 && expand * batch.seqLen >= SHARED_CROSS_MIN_WORK;
     const parts = tf.tidy(() => {
-      const enc = this.encode(batch);
+      const enc = this.encode(batch); // [batch·seqLen, dModel]
+      const mask = paddingMask(batch); // [batch, 1, 1, seqLen]
+      const distance = tf.keep(this.decoderBias.distanceBias(INITIAL_DISTANCE_TABLE));
+      const attention = (block: T5Block): T5Attention => block.crossAttention as T5Attention;
+      if (shared) {
+        const cross = this.decoder.map((block) => {
+          const kv = attention(block).sharedCrossKV(enc);
+          return { kt: kv.kt.map((t) => tf.keep(t)), v: kv.v.map((t) => tf.keep(t)) };
+        });
+        return { cross, mask: mask ? tf.keep(tf.reshape(mask, [1, batch.seqLen])) : undefined, distance };
+      }
       const index = expand > 1 ? tf.tensor1d(Int32Array.from({ length: batch.batch * expand }, (_, r) => Math.floor(r / expand)), 'int32') : undefined;
       const rows = <T extends tf.Tensor>(t: T): T => tf.keep(index ? tf.gather(t, index) : t);
       const cross = this.decoder.map((block) => {
-        const kv = (block.crossAttention as T5Attention).crossKV(enc, batch.batch, batch.seqLen);
+        const kv = attention(block).crossKV(enc, batch.batch, batch.seqLen);
         return { k: rows(kv.k), v: rows(kv.v) };
       });
-      const mask = paddingMask(batch);
-      return { cross, mask: mask ? rows(mask) : undefined, distance: tf.keep(this.decoderBias.distanceBias(INITIAL_DISTANCE_TABLE)) };
+      return { cross, mask: mask ? rows(mask) : undefined, distance };
     });
-    return new T5State(this, batch.batch * expand, 0, expand, parts.cross, parts.mask, undefined, parts.distance);
+    const group = shared ? Number.POSITIVE_INFINITY : expand;
+    return new T5State(this, batch.batch * expand, 0, group, parts.cross, parts.mask, undefined, parts.distance);
   }
+
 
   private take(state: DecoderState): T5State {
     if (!(state instanceof T5State) || state.model !== this) throw new TypeError('the decoder state does not belong to this model');
@@ -719,15 +731,18 @@ class T5ForConditionalGeneration implements T5Model {
       if (!Number.isInteger(r) || r < 0 || r >= s.rows) throw new RangeError(`reorder: row ${r} is not in 0…${s.rows - 1}`);
     }
     if (rows.length === 0) throw new RangeError('reorder needs at least one row');
-    // Beam search moves rows within one input's group: the cross-attention tensors then stay as they are.
-    const sameCross = rows.length === s.rows && rows.every((r, i) => Math.floor(r / s.group) === Math.floor(i / s.group));
+    // Beam search moves rows within one input's group: the cross-attention tensors then stay as they are
+    // (always, when one input serves every row).
+    const sameCross =
+      s.group === Number.POSITIVE_INFINITY ||
+      (rows.length === s.rows && rows.every((r, i) => Math.floor(r / s.group) === Math.floor(i / s.group)));
     const out = tf.tidy(() => {
       const index = tf.tensor1d(rows, 'int32');
       const pick = <T extends tf.Tensor>(t: T): T => tf.keep(tf.gather(t, index));
-      const kv = (list: readonly KV[] | undefined): KV[] | undefined => list?.map((e) => ({ k: pick(e.k), v: pick(e.v) }));
+      const rowsOf = (e: KV): KV => ({ k: pick(e.k), v: pick(e.v) });
       return {
-        past: kv(s.past),
-        cross: sameCross ? undefined : kv(s.cross),
+        past: s.past?.map(rowsOf),
+        cross: sameCross ? undefined : s.cross.map((e) => ('k' in e ? rowsOf(e) : e)),
         mask: sameCross || !s.crossMask ? undefined : pick(s.crossMask),
       };
     });

@@ -98,12 +98,12 @@ function logSoftmaxAt(v: Float32Array, i: number): number {
 }
 
 /** Plain greedy search over step(): argmax, eos 1 ends a row, finished rows are fed (and filled with) pad 0. */
-function greedy(model: T5Model, batch: EncoderBatch, maxNewTokens = 12): { sequences: number[][]; logprobs: number[][] } {
+function greedy(model: T5Model, batch: EncoderBatch, expand = 1, maxNewTokens = 12): { sequences: number[][]; logprobs: number[][] } {
   const V = model.vocabSize;
-  const sequences = Array.from({ length: batch.batch }, () => [model.decoderStartTokenId]);
+  const sequences = Array.from({ length: batch.batch * expand }, () => [model.decoderStartTokenId]);
   const logprobs: number[][] = sequences.map(() => []);
   const done = sequences.map(() => false);
-  let state = model.start(batch, 1);
+  let state = model.start(batch, expand);
   try {
     for (let i = 0; i < maxNewTokens && !done.every(Boolean); i++) {
       const tokens = Int32Array.from(sequences, (s) => s[s.length - 1] as number);
@@ -225,6 +225,25 @@ for (const name of ['flan-t5', 't5-relu', 'ul2']) {
       }
       t.diagnostic(`greedy token log-prob max abs error ${worst}`);
       assert.ok(worst < tol.logits, `${worst}`);
+    });
+
+    test('one input on several rows (cross-attention K/V shared per head): greedy, reorder, leaks', () => {
+      // 96 tokens × 2 rows is past the threshold where rows share the input's per-head K/V.
+      const c = golden.cases.greedy[1] as GreedyCase;
+      const before = tf.memory().numTensors;
+      const r = greedy(model, single(c.input_ids), 2);
+      assert.deepEqual(r.sequences, [c.sequences[0], c.sequences[0]]);
+      for (const row of r.logprobs) row.forEach((lp, i) => assert.ok(Math.abs(lp - (c.steps[i]?.token_logprob as number)) < tol.logits));
+      let state = model.start(single(c.input_ids), 2);
+      const seq = c.sequences[0] as number[];
+      state = model.step(state, Int32Array.of(seq[0] as number, seq[0] as number)).state;
+      state = model.reorder(state, Int32Array.of(1, 0, 0)); // three rows now; the shared K/V still serve them
+      const out = model.step(state, Int32Array.of(seq[1] as number, seq[1] as number, 5));
+      const V = config.vocabSize;
+      assert.equal(argmax(out.logits.subarray(0, V)), seq[2]);
+      assert.deepEqual(out.logits.subarray(0, V), out.logits.subarray(V, 2 * V));
+      out.state.dispose();
+      assert.equal(tf.memory().numTensors, before);
     });
 
     test('padding: a right-padded batch reproduces each prompt alone', () => {
