@@ -13,7 +13,7 @@
  */
 import { tf, tfl } from '../backend/index.js';
 import { FormatError } from '../errors.js';
-import { toFloat32, type CheckpointReader, type TensorInfo } from '../formats/tensor.js';
+import { toFloat32, type CheckpointReader } from '../formats/tensor.js';
 
 /** Activations of Hugging Face's ACT2FN that our models use. */
 export type Activation = 'relu' | 'gelu' | 'gelu_new' | 'silu';
@@ -85,7 +85,8 @@ export function attention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, bias?:
   const n = batch * heads;
   const qs = tf.unstack(tf.reshape(q1, [n, lenQ, d])) as tf.Tensor2D[];
   const kts = tf.unstack(tf.reshape(tf.transpose(k, [0, 1, 3, 2]), [n, d, lenK])) as tf.Tensor2D[];
-  let scores: tf.Tensor4D = tf.reshape(tf.stack(qs.map((qi, i) => tf.matMul(qi, kts[i] as tf.Tensor2D))), [batch, heads, lenQ, lenK]);
+  const products = qs.map((qi, i) => tf.matMul(qi, kts[i] as tf.Tensor2D)); // n × [lenQ, lenK]
+  let scores: tf.Tensor4D = tf.reshape(tf.stack(products), [batch, heads, lenQ, lenK]);
   if (bias) scores = tf.add(scores, bias);
   const ps = tf.unstack(tf.reshape(tf.softmax(scores), [n, lenQ, lenK])) as tf.Tensor2D[];
   const vs = tf.unstack(tf.reshape(v, [n, lenK, d])) as tf.Tensor2D[];
@@ -103,10 +104,6 @@ export class CheckpointWeights {
 
   has(name: string): boolean {
     return this.reader.has(name);
-  }
-
-  info(name: string): TensorInfo | undefined {
-    return this.reader.tensors.find((t) => t.name === name);
   }
 
   /** A tensor as stored, float32. */

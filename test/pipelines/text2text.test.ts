@@ -25,7 +25,7 @@ interface GenCase {
   generate_kwargs: Record<string, number | boolean>;
   sequences: number[][];
   sequences_scores?: number[];
-  decoded_skip_special_tokens?: string | string[];
+  decoded_skip_special_tokens?: string | null | (string | null)[];
   steps?: Step[];
 }
 
@@ -60,6 +60,13 @@ function logSoftmax(row: Float32Array): Float64Array {
   const lz = max + Math.log(sum);
   return Float64Array.from(row, (v) => v - lz);
 }
+
+/**
+ * Step log-probabilities: 1e-4, except t5-relu, whose golden is itself up to 1.1e-4 away from a float64
+ * evaluation of its weights and whose later steps drift like its teacher-forced logits (see
+ * test/models/t5/model.test.ts); 6e-4 there (2e-4 measured). Every token still matches.
+ */
+const STEP_TOLERANCE: Record<string, number> = { 'flan-t5': 1e-4, 't5-relu': 6e-4, ul2: 1e-4 };
 
 before(() => initBackend('wasm', { notice() {}, verbose() {} }));
 
@@ -101,7 +108,7 @@ for (const name of ['flan-t5', 't5-relu', 'ul2']) {
             c.steps.forEach((step, t) => {
               const lp = logSoftmax(seq.stepScores![t]!);
               for (const [id, want] of step.top5) {
-                assert.ok(Math.abs(lp[id]! - want) < 1e-4, `${kind} step ${t} token ${id}: ${lp[id]} vs ${want}`);
+                assert.ok(Math.abs(lp[id]! - want) < STEP_TOLERANCE[name]!, `${kind} step ${t} token ${id}: ${lp[id]} vs ${want}`);
               }
             });
           }
@@ -127,8 +134,13 @@ for (const name of ['flan-t5', 't5-relu', 'ul2']) {
     test('decoded texts equal transformers\' decode(skip_special_tokens=True)', async () => {
       for (const c of golden.cases.greedy as GenCase[]) {
         const [r] = await pipeline.run([c.prompt as string], await configFor(c.generate_kwargs));
-        const want = c.decoded_skip_special_tokens;
-        assert.equal(r![0]!.text, Array.isArray(want) ? want[0] : want);
+        const want = Array.isArray(c.decoded_skip_special_tokens) ? c.decoded_skip_special_tokens[0] : c.decoded_skip_special_tokens;
+        if (want === null) {
+          // transformers cannot decode ids past the tokenizer (config.vocab_size is larger); tfhf drops them.
+          assert.ok(r![0]!.tokenIds.some((id) => id >= pipeline.tokenizer.size));
+          continue;
+        }
+        assert.equal(r![0]!.text, want);
       }
     });
   });

@@ -13,6 +13,7 @@
  * position bias is computed once per stack and step (block 0 owns the table, every block reuses it).
  */
 import { tf, tfl } from '../../backend/index.js';
+import { FormatError } from '../../errors.js';
 import type { CheckpointReader } from '../../formats/tensor.js';
 import type { DecoderState, EncoderBatch, Seq2SeqModel } from '../../generation/seq2seq.js';
 import { activate, attention, CheckpointWeights, InferenceLayer, linear, rmsNorm, type Activation } from '../layers.js';
@@ -148,7 +149,13 @@ export class T5Attention extends InferenceLayer {
    * Self-attention of x [batch·len, dModel] (already normed) over `past` plus these positions;
    * returns the output and the keys/values including the new positions (the next cache).
    */
-  selfAttention(x: tf.Tensor2D, batch: number, len: number, bias: tf.Tensor | undefined, past?: KV): { out: tf.Tensor2D; kv: KV } {
+  selfAttention(
+    x: tf.Tensor2D,
+    batch: number,
+    len: number,
+    bias: tf.Tensor | undefined,
+    past?: KV,
+  ): { out: tf.Tensor2D; kv: KV } {
     const q = this.heads(x, this.q, batch, len);
     let k = this.heads(x, this.k, batch, len);
     let v = this.heads(x, this.v, batch, len);
@@ -372,7 +379,14 @@ export class T5Block extends InferenceLayer {
    * x [batch·len, dModel] → [batch·len, dModel]; `bias` is the stack's position bias plus masks,
    * `past` the self-attention cache. Returns the self-attention K/V including these positions.
    */
-  forward(x: tf.Tensor2D, batch: number, len: number, bias: tf.Tensor | undefined, past?: KV, cross?: CrossInputs): { x: tf.Tensor2D; kv: KV } {
+  forward(
+    x: tf.Tensor2D,
+    batch: number,
+    len: number,
+    bias: tf.Tensor | undefined,
+    past?: KV,
+    cross?: CrossInputs,
+  ): { x: tf.Tensor2D; kv: KV } {
     const self = this.selfAttention.selfAttention(this.selfNorm.norm(x), batch, len, bias, past);
     let h: tf.Tensor2D = tf.add(x, self.out);
     if (cross && this.crossNorm && this.crossAttention) {
@@ -423,7 +437,8 @@ export class T5SharedEmbedding extends InferenceLayer {
   async load(w: CheckpointWeights): Promise<void> {
     const { vocabSize, dModel, tieWordEmbeddings } = this.config;
     // save_pretrained stores shared.weight and drops its aliases; other writers may keep only an alias.
-    const name = ['shared.weight', 'encoder.embed_tokens.weight', 'decoder.embed_tokens.weight'].find((n) => w.has(n)) ?? 'shared.weight';
+    const aliases = ['shared.weight', 'encoder.embed_tokens.weight', 'decoder.embed_tokens.weight'];
+    const name = aliases.find((n) => w.has(n)) ?? 'shared.weight';
     if (tieWordEmbeddings) {
       // Stored once, transposed: the lm_head wants [dModel, vocab] for the fast matMul path, and an
       // embedding lookup is a gather of columns (tiny next to the head's matMul).
@@ -477,7 +492,9 @@ function paddingMask(batch: EncoderBatch): tf.Tensor4D | undefined {
 /** The wasm gather does not bounds-check: an id past the table would read other memory, not fail. */
 function checkIds(ids: Int32Array, vocabSize: number): void {
   for (const id of ids) {
-    if (id < 0 || id >= vocabSize) throw new RangeError(`token id ${id} is outside the model's vocabulary (0…${vocabSize - 1})`);
+    if (id < 0 || id >= vocabSize) {
+      throw new RangeError(`token id ${id} is outside the model's vocabulary (0…${vocabSize - 1})`);
+    }
   }
 }
 
@@ -577,21 +594,24 @@ class T5ForConditionalGeneration implements T5Model {
   private readonly decoderNorm: T5LayerNorm;
 
   constructor(readonly config: T5Config) {
+    if (config.numLayers === 0 || config.numDecoderLayers === 0) {
+      throw new FormatError('config.json: a T5 model needs at least one encoder and one decoder layer');
+    }
     this.vocabSize = config.vocabSize;
     this.decoderStartTokenId = config.decoderStartTokenId;
     this.padTokenId = config.padTokenId;
     this.eosTokenId = config.eosTokenId;
     this.shared = new T5SharedEmbedding({ config });
     const stack = (name: string, n: number, isDecoder: boolean): T5Block[] =>
-      Array.from({ length: n }, (_, i) => new T5Block({ name: `${name}.block.${i}`, config, isDecoder, hasRelativeBias: i === 0 }));
+      Array.from(
+        { length: n },
+        (_, i) => new T5Block({ name: `${name}.block.${i}`, config, isDecoder, hasRelativeBias: i === 0 }),
+      );
     const eps = config.layerNormEpsilon;
     this.encoder = stack('encoder', config.numLayers, false);
     this.encoderNorm = new T5LayerNorm({ name: 'encoder.final_layer_norm', dModel: config.dModel, eps });
     this.decoder = stack('decoder', config.numDecoderLayers, true);
     this.decoderNorm = new T5LayerNorm({ name: 'decoder.final_layer_norm', dModel: config.dModel, eps });
-    if (config.numLayers === 0 || config.numDecoderLayers === 0) {
-      throw new RangeError('a T5 model needs at least one encoder and one decoder layer');
-    }
   }
 
   private get layers(): InferenceLayer[] {
@@ -599,11 +619,7 @@ class T5ForConditionalGeneration implements T5Model {
   }
 
   async load(w: CheckpointWeights): Promise<void> {
-    await this.shared.load(w);
-    for (const b of this.encoder) await b.load(w);
-    await this.encoderNorm.load(w);
-    for (const b of this.decoder) await b.load(w);
-    await this.decoderNorm.load(w);
+    for (const layer of this.layers) await layer.load(w);
   }
 
   get weightBytes(): number {
@@ -674,7 +690,8 @@ class T5ForConditionalGeneration implements T5Model {
         });
         return { cross, mask: mask ? tf.keep(tf.reshape(mask, [1, batch.seqLen])) : undefined, distance };
       }
-      const index = expand > 1 ? tf.tensor1d(Int32Array.from({ length: batch.batch * expand }, (_, r) => Math.floor(r / expand)), 'int32') : undefined;
+      const repeat = Int32Array.from({ length: batch.batch * expand }, (_, r) => Math.floor(r / expand));
+      const index = expand > 1 ? tf.tensor1d(repeat, 'int32') : undefined;
       const rows = <T extends tf.Tensor>(t: T): T => tf.keep(index ? tf.gather(t, index) : t);
       const cross = this.decoder.map((block) => {
         const kv = attention(block).crossKV(enc, batch.batch, batch.seqLen);
@@ -688,7 +705,9 @@ class T5ForConditionalGeneration implements T5Model {
 
 
   private take(state: DecoderState): T5State {
-    if (!(state instanceof T5State) || state.model !== this) throw new TypeError('the decoder state does not belong to this model');
+    if (!(state instanceof T5State) || state.model !== this) {
+      throw new TypeError('the decoder state does not belong to this model');
+    }
     if (!state.isLive) throw new Error('the decoder state was already consumed by step()/reorder() or disposed');
     return state;
   }
@@ -699,7 +718,8 @@ class T5ForConditionalGeneration implements T5Model {
     checkIds(tokens, this.vocabSize);
     const t = s.length;
     const grow = t + 1 > s.distance.shape[3];
-    const distance = grow ? tf.keep(tf.tidy(() => this.decoderBias.distanceBias(Math.max(2 * s.distance.shape[3], t + 1)))) : s.distance;
+    const longer = Math.max(2 * s.distance.shape[3], t + 1);
+    const distance = grow ? tf.keep(tf.tidy(() => this.decoderBias.distanceBias(longer))) : s.distance;
     let out: { logits: tf.Tensor2D; present: KV[] };
     try {
       out = tf.tidy(() => {
@@ -800,7 +820,8 @@ class T5ForConditionalGeneration implements T5Model {
   /** One tiny encode + step so XNNPACK packs every weight now rather than on the first real token. */
   warmUp(): void {
     const t0 = performance.now();
-    const state = this.start({ inputIds: Int32Array.of(this.padTokenId), attentionMask: Int32Array.of(1), batch: 1, seqLen: 1 }, 1);
+    const one = { inputIds: Int32Array.of(this.padTokenId), attentionMask: Int32Array.of(1), batch: 1, seqLen: 1 };
+    const state = this.start(one, 1);
     try {
       this.step(state, Int32Array.of(this.decoderStartTokenId)).state.dispose();
     } finally {

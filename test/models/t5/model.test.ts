@@ -16,20 +16,27 @@ import { parseT5Config, type T5Config } from '../../../src/models/t5/config.js';
 import { loadT5, T5Block, t5WeightBytes, type T5Model } from '../../../src/models/t5/model.js';
 import { goldenDir, needsShared, repoPath } from '../../helpers/shared.js';
 
-/** Max abs error against the golden values (float32 results rounded to 6 significant digits). */
+/**
+ * Max abs error against the value a golden number stands for: the golden files hold float32 results rounded
+ * to 6 significant digits, so each comparison first allows that rounding (half a unit of the 6th digit).
+ */
 interface Tolerance {
   readonly states: number;
+  /** First-step logits and the step log-probabilities of greedy decoding. */
   readonly logits: number;
+  /** Logits of every position of a teacher-forced pass (up to 6 decoder positions, prompts up to 96 tokens). */
+  readonly teacherForced: number;
 }
 const TOLERANCE: Readonly<Record<string, Tolerance>> = {
-  'flan-t5': { states: 1e-4, logits: 1e-4 },
-  ul2: { states: 1e-4, logits: 1e-4 },
+  'flan-t5': { states: 1e-4, logits: 1e-4, teacherForced: 1e-4 },
+  ul2: { states: 1e-4, logits: 1e-4, teacherForced: 1e-4 },
   // Ill-conditioned in float32 (initializer_factor 2.0, hidden states up to ±46): a float64 evaluation of
   // these weights is itself up to 1.1e-4 (first step) and 2.2e-4 (teacher-forced, 96-token prompt) away
   // from the golden logits, as the reference's own check reports (max_rel_err_logits 1.5e-5 × |logits| ≤ 14.8).
   // No float32 implementation that sums in another order than torch can promise 1e-4 there; ours is
   // 3.5e-4 from float64 on wasm (XNNPACK accumulates in float32, as torch does) and 1.1e-4 on cpu.
-  't5-relu': { states: 1e-4, logits: 6e-4 },
+  // Measured beyond the golden's rounding: first-step logits 1.02e-4 on wasm, 1.29e-4 on cpu.
+  't5-relu': { states: 1e-4, logits: 1.5e-4, teacherForced: 6e-4 },
 };
 
 interface ForwardCase {
@@ -59,11 +66,20 @@ interface Golden {
 
 const flat = (v: unknown): number[] => (Array.isArray(v) ? v.flatMap(flat) : [v as number]);
 
+/** Half a unit in the 6th significant digit of a golden value: its rounding error. */
+function goldenRounding(value: number): number {
+  return value === 0 ? 0 : 0.5 * 10 ** (Math.floor(Math.log10(Math.abs(value))) - 5);
+}
+
+/** Largest |actual - expected| beyond the rounding of the expected (golden) values. */
 function maxAbsDiff(actual: ArrayLike<number>, expected: unknown): number {
   const e = flat(expected);
   assert.equal(actual.length, e.length, 'length');
   let m = 0;
-  for (let i = 0; i < e.length; i++) m = Math.max(m, Math.abs((actual[i] as number) - (e[i] as number)));
+  for (let i = 0; i < e.length; i++) {
+    const want = e[i] as number;
+    m = Math.max(m, Math.abs((actual[i] as number) - want) - goldenRounding(want));
+  }
   return m;
 }
 
@@ -166,7 +182,8 @@ function conformance(model: T5Model, golden: Golden, tol: Tolerance): { encoder:
     err.teacherForced = Math.max(err.teacherForced, maxAbsDiff(r.logits, c.logits));
   }
   assert.ok(err.encoder < tol.states && err.hidden < tol.states, `encoder/hidden states: ${err.encoder}, ${err.hidden}`);
-  assert.ok(err.firstStep < tol.logits && err.teacherForced < tol.logits, `logits: ${err.firstStep}, ${err.teacherForced}`);
+  assert.ok(err.firstStep < tol.logits, `first-step logits: ${err.firstStep}`);
+  assert.ok(err.teacherForced < tol.teacherForced, `teacher-forced logits: ${err.teacherForced}`);
   return err;
 }
 
