@@ -76,12 +76,14 @@ export function halfToFloat(h: number): number {
   return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }
 
-/** Float values of a floating-point tensor as float32 (bf16 and f16 exactly; f64 rounded). */
+/** Float values of a floating-point tensor as float32 (bf16 and f16 exactly; f64 rounded); F32 may share raw's buffer. */
 export function toFloat32(raw: RawTensor): Float32Array {
   const n = numElements(raw.shape);
   const dv = view(raw);
   switch (raw.dtype) {
     case 'F32': {
+      // Readers hand out fresh, aligned buffers: view them instead of copying (weights are hundreds of MB).
+      if (raw.data.byteOffset % 4 === 0) return new Float32Array(raw.data.buffer, raw.data.byteOffset, n);
       const out = new Float32Array(n);
       new Uint8Array(out.buffer).set(raw.data.subarray(0, n * 4));
       return out;

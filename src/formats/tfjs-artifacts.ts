@@ -119,7 +119,9 @@ export function encodeTensor(raw: RawTensor, storage: StorageDtype): { entry: We
     return { entry: { name: raw.name, shape, dtype: 'int32' }, bytes: new Uint8Array(ints.buffer) };
   }
   const values = toFloat32(raw);
-  if (storage === 'float32') return { entry: { name: raw.name, shape, dtype: 'float32' }, bytes: new Uint8Array(values.buffer) };
+  if (storage === 'float32') {
+    return { entry: { name: raw.name, shape, dtype: 'float32' }, bytes: new Uint8Array(values.buffer, values.byteOffset, values.byteLength) };
+  }
   if (storage === 'float16') {
     const halves = new Uint16Array(values.length);
     for (let i = 0; i < values.length; i++) halves[i] = floatToHalf(values[i] as number);

@@ -7,6 +7,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchConvert } from './convert.js';
+import { benchGenerate } from './generate.js';
 import { benchTokenize } from './tokenize.js';
 import { machine } from './measure.js';
 
@@ -16,6 +17,7 @@ const hubDir = join(sharedDir, 'hub');
 
 const BENCHES: Record<string, { title: string; run: () => Promise<string> }> = {
   convert: { title: 'Conversion (`tfhf convert`)', run: () => benchConvert(root, hubDir) },
+  generate: { title: 'Generation (`tfhf generate`, flan-t5-small shapes)', run: () => benchGenerate(root, hubDir) },
   tokenize: { title: 'Tokenizers (`tfhf tokenize`)', run: () => benchTokenize(sharedDir) },
 };
 
