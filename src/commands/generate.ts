@@ -2,7 +2,8 @@
 import type { BackendChoice } from '../backend/choice.js';
 import type { GenerationOptions } from '../generation/index.js';
 import type { Log } from '../log.js';
-import { Text2TextPipeline, type GeneratedText } from '../pipelines/text2text.js';
+import { openModelDir } from '../pipelines/model-dir.js';
+import { generationConfigOf, Text2TextPipeline, type GeneratedText } from '../pipelines/text2text.js';
 
 export interface GenerateCommandOptions {
   model: string;
@@ -43,11 +44,16 @@ export async function runGenerate(
   canStream: boolean,
 ): Promise<void> {
   const { log } = options;
-  const pipeline = await Text2TextPipeline.load(options.model, { backend: options.backend, log });
+  const modelDir = await openModelDir(options.model);
+  // Option mistakes are reported before the weights are loaded, which takes long for big models.
+  const config = generationConfigOf(modelDir, options.generation);
+  for (const w of config.warnings) log.notice(w);
+  const singleSequence = config.numBeams === 1 && config.numReturnSequences === 1;
+  if (options.stream === true && (!singleSequence || options.json)) {
+    log.notice('--stream applies to a single sequence without beams or --json; printing complete results instead');
+  }
+  const pipeline = await Text2TextPipeline.load(modelDir, { backend: options.backend, log });
   try {
-    const config = pipeline.generationConfig(options.generation);
-    for (const w of config.warnings) log.notice(w);
-    const singleSequence = config.numBeams === 1 && config.numReturnSequences === 1;
     let limited = 0;
     const note = (input: PromptInput, seqs: GeneratedText[]): void => {
       if (seqs.some((s) => s.stoppedAtLimit)) {
@@ -84,24 +90,23 @@ export async function runGenerate(
     };
     const streamable = !options.json && singleSequence && options.stream !== false;
     const iterator = inputs[Symbol.asyncIterator]();
+    const next = (): Promise<IteratorResult<PromptInput>> => iterator.next();
     if (streamable && options.stream === true) {
       // Asked for: every input streams, one at a time (no batching).
-      for (let r = await iterator.next(); !r.done; r = await iterator.next()) await streamOne(r.value);
-      return;
-    }
-    if (streamable && canStream) {
-      // On a terminal a lone prompt streams; with a second one, fall back to batching.
-      const a = await iterator.next();
-      if (a.done) return;
-      const b = await iterator.next();
-      if (b.done) {
-        await streamOne(a.value);
-        return;
+      for (let r = await next(); !r.done; r = await next()) await streamOne(r.value);
+    } else if (streamable && canStream) {
+      // On a terminal a lone prompt streams; with a second one, everything is batched.
+      const a = await next();
+      const b = a.done ? a : await next();
+      if (!a.done && b.done) await streamOne(a.value);
+      if (!a.done && !b.done) {
+        await add(a.value);
+        await add(b.value);
+        for (let r = await next(); !r.done; r = await next()) await add(r.value);
       }
-      await add(a.value);
-      await add(b.value);
+    } else {
+      for (let r = await next(); !r.done; r = await next()) await add(r.value);
     }
-    for (let r = await iterator.next(); !r.done; r = await iterator.next()) await add(r.value);
     await flush();
     if (limited > 1) log.notice(`${limited} outputs stopped at the token limit; raise --max-new-tokens for longer ones`);
   } finally {

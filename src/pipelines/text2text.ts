@@ -50,6 +50,11 @@ export function padBatch(rows: readonly (readonly number[])[], padId: number): E
   return { inputIds, attentionMask, batch: rows.length, seqLen };
 }
 
+/** The effective generation settings of a model directory: its files' defaults, then the user's options. */
+export function generationConfigOf(modelDir: ModelDir, options: GenerationOptions): GenerationConfig {
+  return resolveGenerationConfig({ generationConfig: modelDir.generationConfig, modelConfig: modelDir.config }, options);
+}
+
 export class Text2TextPipeline {
   private constructor(
     readonly modelDir: ModelDir,
@@ -58,10 +63,12 @@ export class Text2TextPipeline {
     readonly backend: BackendInfo,
   ) {}
 
-  static async load(spec: string, options: LoadOptions): Promise<Text2TextPipeline> {
+  /** Loads from a spec (`-m`) or an already opened directory (to check options before paying for weights). */
+  static async load(source: string | ModelDir, options: LoadOptions): Promise<Text2TextPipeline> {
     const { log } = options;
     const t0 = performance.now();
-    const modelDir = await openModelDir(spec, { cacheDir: options.cacheDir });
+    const modelDir = typeof source === 'string' ? await openModelDir(source, { cacheDir: options.cacheDir }) : source;
+    const spec = modelDir.spec;
     if (modelDir.family !== 't5') {
       throw new UnsupportedError(`${spec} is a ${modelDir.family} model; generate runs text-to-text (seq2seq) models`, {
         hint: 'supported architectures: T5, FLAN-T5, FLAN-UL2 (model_type t5); use fill-mask for FlauBERT',
@@ -86,10 +93,7 @@ export class Text2TextPipeline {
 
   /** The effective generation settings: generation_config.json / config.json defaults, then the user's options. */
   generationConfig(options: GenerationOptions): GenerationConfig {
-    return resolveGenerationConfig(
-      { generationConfig: this.modelDir.generationConfig, modelConfig: this.modelDir.config },
-      options,
-    );
+    return generationConfigOf(this.modelDir, options);
   }
 
   private encode(texts: readonly string[]): EncoderBatch {
