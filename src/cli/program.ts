@@ -2,6 +2,7 @@ import { Command, Option } from 'commander';
 import { BACKEND_CHOICES } from '../backend/choice.js';
 import { registerConvert } from './convert.js';
 import { registerEnv } from './env.js';
+import { registerFillMask } from './fill-mask.js';
 import { registerGenerate } from './generate.js';
 import { registerTokenize } from './tokenize.js';
 import { TFHF_VERSION } from '../version.js';
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
     .configureOutput({ outputError: (str, write) => write(str) });
   registerConvert(program);
   registerGenerate(program);
+  registerFillMask(program);
   registerTokenize(program);
   registerEnv(program);
   return program;
