@@ -7,6 +7,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchConvert } from './convert.js';
+import { benchFillMask } from './fill-mask.js';
 import { benchGenerate } from './generate.js';
 import { benchTokenize } from './tokenize.js';
 import { machine } from './measure.js';
@@ -18,6 +19,7 @@ const hubDir = join(sharedDir, 'hub');
 const BENCHES: Record<string, { title: string; run: () => Promise<string> }> = {
   convert: { title: 'Conversion (`tfhf convert`)', run: () => benchConvert(root, hubDir) },
   generate: { title: 'Generation (`tfhf generate`, flan-t5-small shapes)', run: () => benchGenerate(root, hubDir) },
+  'fill-mask': { title: 'Fill-mask (`tfhf fill-mask`, flaubert_base_cased shapes)', run: () => benchFillMask(sharedDir) },
   tokenize: { title: 'Tokenizers (`tfhf tokenize`)', run: () => benchTokenize(sharedDir) },
 };
 

@@ -105,3 +105,24 @@ export async function makeRandomT5Dir(hubModelDir: string, dest: string, config:
   }
   return writeRandomSafetensors(join(dest, 'model.safetensors'), t5TensorShapes(config));
 }
+
+/** Name → shape of a FlaubertWithLMHeadModel state dict (tied output projection stored once, as safetensors does). */
+export function flaubertTensorShapes(c: { emb_dim: number; n_layers: number; vocab_size: number; max_position_embeddings: number }): [string, number[]][] {
+  const d = c.emb_dim;
+  const out: [string, number[]][] = [
+    ['transformer.embeddings.weight', [c.vocab_size, d]],
+    ['transformer.position_embeddings.weight', [c.max_position_embeddings, d]],
+    ['transformer.layer_norm_emb.weight', [d]],
+    ['transformer.layer_norm_emb.bias', [d]],
+    ['pred_layer.proj.bias', [c.vocab_size]],
+  ];
+  for (let i = 0; i < c.n_layers; i++) {
+    for (const p of ['q_lin', 'k_lin', 'v_lin', 'out_lin']) {
+      out.push([`transformer.attentions.${i}.${p}.weight`, [d, d]], [`transformer.attentions.${i}.${p}.bias`, [d]]);
+    }
+    out.push([`transformer.ffns.${i}.lin1.weight`, [4 * d, d]], [`transformer.ffns.${i}.lin1.bias`, [4 * d]]);
+    out.push([`transformer.ffns.${i}.lin2.weight`, [d, 4 * d]], [`transformer.ffns.${i}.lin2.bias`, [d]]);
+    for (const n of ['layer_norm1', 'layer_norm2']) out.push([`transformer.${n}.${i}.weight`, [d]], [`transformer.${n}.${i}.bias`, [d]]);
+  }
+  return out;
+}
