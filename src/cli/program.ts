@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { BACKEND_CHOICES } from '../backend/choice.js';
 import { registerConvert } from './convert.js';
+import { registerDownload } from './download.js';
 import { registerEnv } from './env.js';
 import { registerFillMask } from './fill-mask.js';
 import { registerGenerate } from './generate.js';
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerGenerate(program);
   registerFillMask(program);
   registerTokenize(program);
+  registerDownload(program);
   registerEnv(program);
   return program;
 }

@@ -22,6 +22,6 @@ test('a local directory wins; a Hub id resolves through refs/<rev> to its snapsh
   await writeFile(join(repo, 'refs', 'main'), commit);
   assert.equal(await resolveModelDir('google/flan-t5-small', { cacheDir: cache }), join(repo, 'snapshots', commit));
   assert.equal(await resolveModelDir(`google/flan-t5-small@${commit}`, { cacheDir: cache }), join(repo, 'snapshots', commit));
-  await assert.rejects(resolveModelDir('google/flan-t5-small@v2', { cacheDir: cache }), NotFoundError);
+  await assert.rejects(resolveModelDir('google/flan-t5-small@v2', { cacheDir: cache, offline: true }), NotFoundError);
   assert.equal(await resolveModelDir(cache, { cacheDir: cache }), cache);
 });
