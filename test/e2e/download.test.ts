@@ -4,7 +4,7 @@
  * is spawned asynchronously (spawnSync would block the emulator's event loop).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { lstat, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -157,5 +157,30 @@ describe('tfhf download / -m Hub id against the emulator', { skip: needsShared }
     assert.equal(again.code, 0, again.stderr);
     assert.equal(again.stdout, local.stdout);
     assert.equal(hub.requests.length, 0);
+  });
+
+  test('a full disk is its own error (exit 7), with nothing half-written in the cache', async (t) => {
+    // A 1 MiB tmpfs holds the cache; the repo's weights (~3 MB) cannot fit. Mounting needs root (as in CI).
+    const mnt = await tempDir();
+    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt], { encoding: 'utf8' });
+    if (mounted.status !== 0) {
+      t.skip(`cannot mount a small tmpfs here (${mounted.stderr.trim()})`);
+      return;
+    }
+    try {
+      const r = await run(['download', FLAN], envFor(join(mnt, 'hub'), await tempDir()));
+      assert.equal(r.code, 7, r.stderr);
+      assert.match(r.stderr, /no space left on device/);
+      const blobs = join(mnt, 'hub', FOLDER, 'blobs');
+      const names = existsSync(blobs) ? await readdir(blobs) : [];
+      for (const n of names) assert.ok(!n.endsWith('.safetensors'), n);
+      // Every blob present is complete: its name is the hash of its content.
+      for (const n of names.filter((x) => !x.includes('.'))) {
+        const content = await readFile(join(blobs, n));
+        assert.ok(n.length === 64 ? sha256(content) === n : true, `${n} is incomplete`);
+      }
+    } finally {
+      spawnSync('umount', [mnt]);
+    }
   });
 });
