@@ -1,14 +1,23 @@
 /**
  * The only module that imports a TensorFlow.js package. It picks the backend:
  * tfjs-node-gpu (native TensorFlow, CUDA when present) if it loads, else wasm (XNNPACK, SIMD), else cpu.
+ *
+ * The packages are CommonJS bundles: they are loaded with `require` (TypeScript's `import x = require()`
+ * compiles to createRequire in an ES module) rather than `import`, which would make Node parse each
+ * multi-megabyte bundle with cjs-module-lexer to find its named exports (~0.2–0.6 s of start-up).
+ * The types are the packages' own.
  */
-import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-backend-cpu';
+import { open } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { UnsupportedError } from '../errors.js';
 import type { BackendChoice, BackendName } from './choice.js';
+import tf = require('@tensorflow/tfjs-core');
+import tfl = require('@tensorflow/tfjs-layers');
 
-export { tf };
-export * as tfl from '@tensorflow/tfjs-layers';
+const require = createRequire(import.meta.url);
+require('@tensorflow/tfjs-backend-cpu');
+
+export { tf, tfl };
 export type { BackendChoice, BackendName };
 
 export interface BackendInfo {
@@ -28,11 +37,11 @@ async function loadNative(): Promise<string | undefined> {
   try {
     // Not a declared import so that TypeScript and bundlers do not require the optional package.
     const name = '@tensorflow/tfjs-node-gpu';
-    await import(name);
+    require(name);
     return undefined;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ERR_MODULE_NOT_FOUND') return '@tensorflow/tfjs-node-gpu is not installed';
+    if (code === 'MODULE_NOT_FOUND' || code === 'ERR_MODULE_NOT_FOUND') return '@tensorflow/tfjs-node-gpu is not installed';
     if (/tfjs_binding\.node/.test((err as Error).message)) {
       return '@tensorflow/tfjs-node-gpu is installed without its native binding (libtensorflow could not be downloaded)';
     }
@@ -41,7 +50,7 @@ async function loadNative(): Promise<string | undefined> {
 }
 
 async function loadWasm(): Promise<void> {
-  await import('@tensorflow/tfjs-backend-wasm');
+  require('@tensorflow/tfjs-backend-wasm');
 }
 
 async function activate(name: BackendName): Promise<boolean> {
@@ -100,4 +109,44 @@ export async function initBackend(choice: BackendChoice, notices: BackendNotices
   }
   notices.verbose(`backend: ${current.name} (${current.threads} thread${current.threads === 1 ? '' : 's'})`);
   return current;
+}
+
+/** The Emscripten heap of the wasm backend, as far as prefaultHeap uses it. */
+interface WasmHeap {
+  _malloc(bytes: number): number;
+  _free(pointer: number): void;
+  HEAPU8: Uint8Array;
+}
+
+const PREFAULT_CHUNK = 16 * 2 ** 20;
+
+/**
+ * wasm only: grows the heap by `bytes` and has libuv's threads fault its pages in (by reading /dev/zero
+ * into them), so that the weights and XNNPACK's packed copies that fill it next are written to memory that
+ * is already mapped. Each first touch of a page costs ~1 µs in a VM, ~0.4 s of start-up for flan-t5-small
+ * on this thread; the reads pay it on another core. No tfjs op may run until the promise settles (a growing
+ * heap would move under the reads). A no-op on other backends, without /dev/zero, or if malloc fails.
+ */
+export async function prefaultHeap(bytes: number): Promise<void> {
+  if (tf.getBackend() !== 'wasm' || !(bytes > 0)) return;
+  const heap = (tf.backend() as unknown as { wasm: WasmHeap }).wasm;
+  const pointer = heap._malloc(bytes) >>> 0;
+  if (pointer === 0) return;
+  try {
+    const zero = await open('/dev/zero', 'r').catch(() => undefined);
+    if (!zero) return;
+    try {
+      const view = new Uint8Array(heap.HEAPU8.buffer, pointer, bytes);
+      const reads: Promise<unknown>[] = [];
+      for (let at = 0; at < bytes; at += PREFAULT_CHUNK) reads.push(zero.read(view, at, Math.min(PREFAULT_CHUNK, bytes - at), 0));
+      await Promise.all(reads);
+    } finally {
+      await zero.close();
+    }
+  } catch {
+    // Only an optimisation: the pages will fault in on first use instead.
+  } finally {
+    // Back to malloc's free list: the tensors allocated next reuse these (now mapped) pages.
+    heap._free(pointer);
+  }
 }

@@ -8,9 +8,11 @@ import { copyFile, readFile, stat } from 'node:fs/promises';
 import { basename, join, relative, resolve } from 'node:path';
 import { FormatError, ioErrorFrom, NotFoundError, UsageError } from '../errors.js';
 import { openCheckpoint } from '../formats/checkpoint.js';
+import { isFloatDType } from '../formats/tensor.js';
 import {
   encodeTensor,
   ShardWriter,
+  transposeTensor,
   TFJS_FORMAT,
   TFJS_MODEL_JSON,
   type ModelJson,
@@ -21,6 +23,8 @@ import {
 import { buildDirAtomic, writeFileAtomic } from '../io/atomic.js';
 import { sha256File } from '../io/hash.js';
 import type { Log } from '../log.js';
+import { parseT5Config } from '../models/t5/config.js';
+import { t5UsesTransposed } from '../models/t5/layout.js';
 import { TFHF_VERSION } from '../version.js';
 
 export type ConvertDtype = StorageDtype;
@@ -79,6 +83,19 @@ async function readJsonObject(path: string, what: string): Promise<Record<string
   return value as Record<string, unknown>;
 }
 
+/**
+ * Tensors to store transposed: those the model multiplies as [in, out] (T5's decoder and lm_head), so
+ * that loading them is a copy rather than a transpose (docs/conversion.md). Other families: none.
+ */
+function transposedWeights(config: Record<string, unknown>): (name: string) => boolean {
+  if (config.model_type !== 't5') return () => false;
+  try {
+    return t5UsesTransposed(parseT5Config(config));
+  } catch {
+    return () => false; // a config the model cannot run either: convert as stored
+  }
+}
+
 async function existingFile(path: string): Promise<boolean> {
   try {
     return (await stat(path)).isFile();
@@ -135,20 +152,24 @@ export async function convertModel(options: ConvertOptions): Promise<ConvertResu
       const writer = new ShardWriter(tmp, options.shardBytes);
       const weights: WeightsManifestEntry[] = [];
       const aliases: Record<string, string> = {};
-      // Tied weights (the .bin format stores them under every name) are stored once, by content.
+      const transposed: string[] = [];
+      const storeTransposed = transposedWeights(config);
+      // Tied weights (the .bin format stores them under every name) are stored once, by content and layout.
       const seen = new Map<string, string>();
       let bytesWritten = 0;
       let done = 0;
       for (const info of reader.tensors) {
         const raw = await reader.read(info.name);
-        const key = `${raw.dtype}|${raw.shape.join(',')}|${createHash('sha256').update(raw.data).digest('hex')}`;
+        const transpose = storeTransposed(info.name) && raw.shape.length === 2 && isFloatDType(raw.dtype);
+        const key = `${transpose ? 'T' : ''}|${raw.dtype}|${raw.shape.join(',')}|${createHash('sha256').update(raw.data).digest('hex')}`;
         const first = seen.get(key);
         done += raw.data.byteLength;
         if (first !== undefined) {
           aliases[info.name] = first;
         } else {
           seen.set(key, info.name);
-          const { entry, bytes } = encodeTensor(raw, options.dtype);
+          if (transpose) transposed.push(info.name);
+          const { entry, bytes } = encodeTensor(transpose ? transposeTensor(raw) : raw, options.dtype);
           await writer.write(bytes);
           weights.push(entry);
           bytesWritten += bytes.byteLength;
@@ -162,7 +183,14 @@ export async function convertModel(options: ConvertOptions): Promise<ConvertResu
         convertedBy: `tfhf ${TFHF_VERSION}`,
         weightsManifest: [{ paths, weights }],
         userDefinedMetadata: {
-          tfhf: { formatVersion: 1, sourceFormat: files.format, sourceFiles, storageDtype: options.dtype, aliases },
+          tfhf: {
+            formatVersion: transposed.length > 0 ? 2 : 1,
+            sourceFormat: files.format,
+            sourceFiles,
+            storageDtype: options.dtype,
+            aliases,
+            ...(transposed.length > 0 ? { transposed } : {}),
+          },
           config,
           ...(generationConfig ? { generationConfig } : {}),
         },

@@ -44,13 +44,22 @@ export interface SourceFile {
 
 /** What tfhf records about a conversion, under userDefinedMetadata.tfhf. */
 export interface TfhfArtifactInfo {
-  formatVersion: 1;
+  /** 1, or 2 when `transposed` lists tensors (a reader that ignored the list would load them wrong). */
+  formatVersion: 1 | 2;
   sourceFormat: string;
   sourceFiles: SourceFile[];
   storageDtype: StorageDtype;
   /** Tensors stored once under another name because their contents are identical (tied weights). */
   aliases: Record<string, string>;
+  /**
+   * Stored tensors whose bytes and manifest shape are the transpose of the source's 2-D tensor ([in, out]
+   * for a PyTorch Linear weight): those the model multiplies that way (docs/conversion.md). Absent: none.
+   */
+  transposed?: string[];
 }
+
+/** Newest formatVersion this tfhf reads. */
+export const TFJS_FORMAT_VERSION = 2;
 
 export interface ModelJson {
   format: string;
@@ -136,6 +145,22 @@ export function encodeTensor(raw: RawTensor, storage: StorageDtype): { entry: We
     q[i] = Math.min(255, Math.max(0, Math.round(((values[i] as number) - min) / scale)));
   }
   return { entry: { name: raw.name, shape, dtype: 'float32', quantization: { dtype: 'uint8', scale, min } }, bytes: q };
+}
+
+/** A 2-D floating-point tensor transposed, as float32 ([rows, cols] → [cols, rows]). */
+export function transposeTensor(raw: RawTensor): RawTensor {
+  if (raw.shape.length !== 2 || !isFloatDType(raw.dtype)) throw new FormatError(`${raw.name}: only 2-D float tensors can be stored transposed`);
+  const [rows, cols] = raw.shape as [number, number];
+  const src = toFloat32(raw);
+  const out = new Float32Array(rows * cols);
+  for (let r0 = 0; r0 < rows; r0 += 32) {
+    for (let c0 = 0; c0 < cols; c0 += 32) {
+      for (let c = c0; c < Math.min(c0 + 32, cols); c++) {
+        for (let r = r0; r < Math.min(r0 + 32, rows); r++) out[c * rows + r] = src[r * cols + c] as number;
+      }
+    }
+  }
+  return { name: raw.name, dtype: 'F32', shape: [cols, rows], data: new Uint8Array(out.buffer) };
 }
 
 /** Streams bytes into fixed-size shard files; names get their final `ofN` count when finished. */
@@ -226,6 +251,15 @@ export function parseModelJson(text: string, path: string): ModelJson {
       hint: 'convert the Hub checkpoint with `tfhf convert`; other TensorFlow.js models cannot be run by tfhf',
     });
   }
+  const { formatVersion, transposed } = m.userDefinedMetadata.tfhf;
+  if (formatVersion !== 1 && formatVersion !== 2) {
+    throw new FormatError(`${path} has tfhf formatVersion ${String(formatVersion)}, which this tfhf (reads ≤ ${TFJS_FORMAT_VERSION}) does not know`, {
+      hint: 'convert the model again with this tfhf, or update tfhf',
+    });
+  }
+  if (transposed !== undefined && !(Array.isArray(transposed) && transposed.every((n) => typeof n === 'string'))) {
+    throw new FormatError(`${path}: userDefinedMetadata.tfhf.transposed is not a list of tensor names`);
+  }
   return m as ModelJson;
 }
 
@@ -233,8 +267,14 @@ export function parseModelJson(text: string, path: string): ModelJson {
 class TfjsArtifactReader implements CheckpointReader {
   readonly tensors: readonly TensorInfo[];
   readonly files: readonly string[];
+  /**
+   * Names (aliases included) whose stored tensor is the transpose of the source's: read() returns them
+   * as stored, [in, out]; model loaders that want that layout take them as they are (models/layers.ts).
+   */
+  readonly transposed: ReadonlySet<string>;
   private readonly byName = new Map<string, Located>();
-  private readonly handles = new Map<string, FileHandle>();
+  /** Open shards; promises, so that concurrent reads of one shard share one handle. */
+  private readonly handles = new Map<string, Promise<FileHandle>>();
 
   constructor(
     private readonly dir: string,
@@ -267,12 +307,20 @@ class TfjsArtifactReader implements CheckpointReader {
         offset += byteLength;
       }
     }
+    const transposed = new Set<string>();
+    for (const name of model.userDefinedMetadata.tfhf.transposed ?? []) {
+      const t = this.byName.get(name);
+      if (!t || t.entry.shape.length !== 2) throw new FormatError(`${modelJsonPath}: transposed weight ${name} is not a stored 2-D tensor`);
+      transposed.add(name);
+    }
     for (const [alias, target] of Object.entries(model.userDefinedMetadata.tfhf.aliases)) {
       const t = this.byName.get(target);
       if (!t) throw new FormatError(`${modelJsonPath}: alias ${alias} points to missing weight ${target}`);
       this.byName.set(alias, t);
+      if (transposed.has(target)) transposed.add(alias);
       tensors.push({ name: alias, dtype: DTYPE_OF[t.entry.dtype], shape: t.entry.shape });
     }
+    this.transposed = transposed;
     this.tensors = tensors;
     this.files = [modelJsonPath, ...model.weightsManifest.flatMap((g) => g.paths.map((p) => join(dir, p)))];
   }
@@ -281,17 +329,18 @@ class TfjsArtifactReader implements CheckpointReader {
     return this.byName.has(name);
   }
 
-  private async handle(path: string): Promise<FileHandle> {
+  private handle(path: string): Promise<FileHandle> {
     let h = this.handles.get(path);
     if (!h) {
-      h = await open(join(this.dir, path), 'r');
+      h = open(join(this.dir, path), 'r');
       this.handles.set(path, h);
     }
     return h;
   }
 
-  private async readRange(loc: Located): Promise<Uint8Array> {
-    const out = new Uint8Array(loc.byteLength);
+  /** Reads a tensor's stored bytes into `out` (its byteLength), each shard's part concurrently. */
+  private async readRange(loc: Located, out: Uint8Array): Promise<void> {
+    const reads: Promise<void>[] = [];
     let done = 0;
     const { paths, starts } = loc.group;
     for (let i = 0; i < paths.length && done < loc.byteLength; i++) {
@@ -300,18 +349,37 @@ class TfjsArtifactReader implements CheckpointReader {
       const pos = loc.offset + done;
       if (pos >= shardEnd) continue;
       const n = Math.min(loc.byteLength - done, shardEnd - pos);
-      const h = await this.handle(paths[i] as string);
-      const { bytesRead } = await h.read(out, done, n, pos - shardStart);
-      if (bytesRead !== n) throw new FormatError(`weight shard ${paths[i]} is truncated`);
+      const at = done;
+      const path = paths[i] as string;
+      reads.push(
+        this.handle(path).then(async (h) => {
+          const { bytesRead } = await h.read(out, at, n, pos - shardStart);
+          if (bytesRead !== n) throw new FormatError(`weight shard ${path} is truncated`);
+        }),
+      );
       done += n;
     }
-    return out;
+    await Promise.all(reads);
+  }
+
+  /**
+   * Reads a float32 tensor stored without quantization straight into `dest` (exactly its bytes; e.g. a
+   * view of the wasm heap, so the weights are not staged in a JavaScript buffer first). Returns false,
+   * reading nothing, for tensors that need decoding (quantized, int, bool): use read() for those.
+   */
+  async readInto(name: string, dest: Uint8Array): Promise<boolean> {
+    const loc = this.byName.get(name);
+    if (!loc) throw new NotFoundError(`no tensor named ${name} in ${this.dir}`);
+    if (loc.entry.dtype !== 'float32' || loc.entry.quantization || dest.byteLength !== loc.byteLength) return false;
+    await this.readRange(loc, dest);
+    return true;
   }
 
   async read(name: string): Promise<RawTensor> {
     const loc = this.byName.get(name);
     if (!loc) throw new NotFoundError(`no tensor named ${name} in ${this.dir}`);
-    const bytes = await this.readRange(loc);
+    const bytes = new Uint8Array(loc.byteLength);
+    await this.readRange(loc, bytes);
     const { entry } = loc;
     const q = entry.quantization;
     const info = { name, dtype: DTYPE_OF[entry.dtype], shape: entry.shape };
@@ -327,8 +395,9 @@ class TfjsArtifactReader implements CheckpointReader {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.handles.values()].map((h) => h.close()));
+    const handles = [...this.handles.values()];
     this.handles.clear();
+    await Promise.all(handles.map(async (h) => (await h.catch(() => undefined))?.close()));
   }
 }
 
@@ -342,7 +411,11 @@ export async function readModelJson(modelJsonPath: string): Promise<ModelJson> {
   return parseModelJson(text, modelJsonPath);
 }
 
-export async function openTfjsArtifact(modelJsonPath: string): Promise<CheckpointReader & { model: ModelJson }> {
+export async function openTfjsArtifact(
+  modelJsonPath: string,
+): Promise<
+  CheckpointReader & { model: ModelJson; transposed: ReadonlySet<string>; readInto(name: string, dest: Uint8Array): Promise<boolean> }
+> {
   const model = await readModelJson(modelJsonPath);
   const dir = dirname(modelJsonPath);
   const sizes = new Map<string, number>();

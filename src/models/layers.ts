@@ -95,19 +95,58 @@ export function attention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, bias?:
 
 const shapeText = (s: readonly number[]): string => `[${s.join(', ')}]`;
 
+/** A PyTorch Linear weight as read: [out, in] as PyTorch stores it, or [in, out] where the file stores it transposed. */
+interface Matrix {
+  readonly data: Float32Array;
+  readonly transposed: boolean;
+}
+
+/** A reader that reads a stored float32 tensor straight into memory it is given (formats/tfjs-artifacts.ts). */
+interface DirectReader {
+  readInto(name: string, dest: Uint8Array): Promise<boolean>;
+}
+
+function directReader(reader: CheckpointReader): DirectReader | undefined {
+  const r = reader as Partial<DirectReader>;
+  return typeof r.readInto === 'function' ? (reader as unknown as DirectReader) : undefined;
+}
+
+/** The part of the wasm backend a direct read uses (public methods of BackendWasm; write(null) only allocates). */
+interface HeapBackend {
+  write(values: null, shape: number[], dtype: 'float32'): object;
+  typedArrayFromHeap(info: tf.TensorInfo): Float32Array;
+}
+
+/** The names a reader stores transposed (tfhf-converted artifacts; see formats/tfjs-artifacts.ts), else none. */
+function storedTransposed(reader: CheckpointReader): ReadonlySet<string> {
+  const t = (reader as { transposed?: unknown }).transposed;
+  return t instanceof Set ? (t as ReadonlySet<string>) : new Set<string>();
+}
+
 /**
  * Reads checkpoint tensors as float32 TensorFlow.js tensors in the layout layers want, checking each
- * shape against what the config implies (a mismatch names the tensor, not a later matMul).
+ * shape against what the config implies (a mismatch names the tensor, not a later matMul). Tensors a
+ * converted artifact stores transposed arrive that way; each method returns the layout it promises
+ * either way, transposing on the host only when the file's layout is not the one wanted.
  */
 export class CheckpointWeights {
-  constructor(private readonly reader: CheckpointReader) {}
+  /** Host staging memory reused across tensors (backends that copy on upload only; see `staging`). */
+  private scratch = new Float32Array(0);
+  private readonly transposed: ReadonlySet<string>;
+  private readonly direct: DirectReader | undefined;
+  private shapes: Map<string, readonly number[]> | undefined;
+
+  constructor(private readonly reader: CheckpointReader) {
+    this.transposed = storedTransposed(reader);
+    this.direct = directReader(reader);
+  }
 
   has(name: string): boolean {
     return this.reader.has(name);
   }
 
-  /** A tensor as stored, float32. */
-  async tensor(name: string, shape: readonly number[]): Promise<tf.Tensor> {
+  /** A tensor's float32 values as the file holds them, after checking the shape. */
+  private async values(name: string, shape: readonly number[]): Promise<Float32Array> {
     if (!this.reader.has(name)) {
       throw new FormatError(`the checkpoint has no tensor '${name}'`, {
         hint: 'the weights do not match config.json (wrong or truncated checkpoint)',
@@ -115,19 +154,157 @@ export class CheckpointWeights {
     }
     const raw = await this.reader.read(name);
     if (raw.shape.length !== shape.length || raw.shape.some((d, i) => d !== shape[i])) {
-      throw new FormatError(`tensor '${name}' has shape ${shapeText(raw.shape)}, expected ${shapeText(shape)}`, {
+      const how = this.transposed.has(name) ? ' (stored transposed)' : '';
+      throw new FormatError(`tensor '${name}' has shape ${shapeText(raw.shape)}, expected ${shapeText(shape)}${how}`, {
         hint: 'the weights do not match config.json',
       });
     }
-    return tf.tensor(toFloat32(raw), [...shape], 'float32');
+    return toFloat32(raw);
   }
 
-  /** A PyTorch Linear weight [out, in], returned transposed as [in, out] (the one transpose, at load). */
+  private checkStored(name: string, shape: readonly number[]): void {
+    if (!this.reader.has(name)) {
+      throw new FormatError(`the checkpoint has no tensor '${name}'`, {
+        hint: 'the weights do not match config.json (wrong or truncated checkpoint)',
+      });
+    }
+    this.shapes ??= new Map(this.reader.tensors.map((t) => [t.name, t.shape]));
+    const stored = this.shapes.get(name) ?? [];
+    if (stored.length !== shape.length || stored.some((d, i) => d !== shape[i])) {
+      const how = this.transposed.has(name) ? ' (stored transposed)' : '';
+      throw new FormatError(`tensor '${name}' has shape ${shapeText(stored)}, expected ${shapeText(shape)}${how}`, {
+        hint: 'the weights do not match config.json',
+      });
+    }
+  }
+
+  /**
+   * wasm, with a reader that can: the stored tensors `parts` (float32, as stored) read back to back
+   * straight into one new heap tensor of `shape`, no JavaScript buffer in between (no copy, no garbage,
+   * and the page faults of the fresh heap memory are taken by the reading threads). Undefined where
+   * that is not possible (other backends or readers, quantized storage): the caller reads via the host.
+   */
+  private async heapRead(parts: readonly { name: string; shape: readonly number[] }[], shape: number[]): Promise<tf.Tensor | undefined> {
+    const direct = this.direct;
+    if (!direct || tf.getBackend() !== 'wasm') return undefined;
+    for (const p of parts) this.checkStored(p.name, p.shape);
+    const backend = tf.backend();
+    const heap = backend as unknown as HeapBackend;
+    const dataId = heap.write(null, shape, 'float32');
+    const tensor = tf.engine().makeTensorFromDataId(dataId, shape, 'float32', backend);
+    // The reads fill this view from libuv's threads. Layers load concurrently, so the heap may grow
+    // meanwhile; V8 grows wasm memory in place (64-bit), so the view's memory stays where it is.
+    const view = heap.typedArrayFromHeap({ dataId, shape, dtype: 'float32' });
+    const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+    let at = 0;
+    const reads = parts.map((p) => {
+      const n = 4 * p.shape.reduce((a, b) => a * b, 1);
+      const read = direct.readInto(p.name, bytes.subarray(at, at + n));
+      at += n;
+      return read;
+    });
+    // Every read settles before the tensor may be freed: a read still writing would corrupt the heap.
+    const results = await Promise.allSettled(reads);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (!failed && results.every((r) => r.status === 'fulfilled' && r.value)) return tensor;
+    tensor.dispose();
+    if (failed) throw failed.reason;
+    return undefined;
+  }
+
+  private async matrix(name: string, inFeatures: number, outFeatures: number): Promise<Matrix> {
+    const transposed = this.transposed.has(name);
+    return { data: await this.values(name, transposed ? [inFeatures, outFeatures] : [outFeatures, inFeatures]), transposed };
+  }
+
+  /**
+   * Host memory for `n` floats that the next upload copies from. The wasm backend copies into its heap on
+   * tf.tensor(), so one buffer serves every weight (no fresh pages to fault in per tensor); the cpu backend
+   * keeps the array it is given, so it gets its own.
+   */
+  private staging(n: number): Float32Array {
+    if (tf.getBackend() !== 'wasm') return new Float32Array(n);
+    if (this.scratch.length < n) this.scratch = new Float32Array(n);
+    return this.scratch.subarray(0, n);
+  }
+
+  /** A tensor as PyTorch stores it, float32. */
+  async tensor(name: string, shape: readonly number[]): Promise<tf.Tensor> {
+    if (shape.length === 2 && this.transposed.has(name)) return this.linearStack([name], shape[1] as number, [shape[0] as number]);
+    return (await this.heapRead([{ name, shape }], [...shape])) ?? tf.tensor(await this.values(name, shape), [...shape], 'float32');
+  }
+
+  /**
+   * PyTorch Linear weights [out_i, in] side by side as one [in, Σ out_i] matrix (each transposed, on the
+   * host, unless the file stores it so): one matMul computes every projection, e.g. q|k|v.
+   */
+  async linearConcat(names: readonly string[], inFeatures: number, outFeatures: readonly number[]): Promise<tf.Tensor2D> {
+    const total = outFeatures.reduce((a, b) => a + b, 0);
+    if (names.every((n) => this.transposed.has(n))) {
+      const direct = await Promise.all(names.map((name, i) => this.heapRead([{ name, shape: [inFeatures, outFeatures[i] as number] }], [inFeatures, outFeatures[i] as number])));
+      if (direct.every((t) => t !== undefined)) {
+        if (direct.length === 1) return direct[0] as tf.Tensor2D;
+        const joined = tf.concat(direct as tf.Tensor2D[], 1);
+        tf.dispose(direct as tf.Tensor[]);
+        return joined;
+      }
+      tf.dispose(direct.filter((t): t is tf.Tensor => t !== undefined));
+    }
+    const parts = await Promise.all(names.map((name, i) => this.matrix(name, inFeatures, outFeatures[i] as number)));
+    if (parts.length === 1 && parts[0]?.transposed) return tf.tensor2d(parts[0].data, [inFeatures, total]);
+    // No await from here to the upload: layers may load concurrently and share the staging buffer.
+    const out = this.staging(inFeatures * total);
+    let column = 0;
+    parts.forEach((w, i) => {
+      const rows = outFeatures[i] as number;
+      if (!w.transposed) transposeInto(w.data, rows, inFeatures, out, total, column);
+      else for (let r = 0; r < inFeatures; r++) out.set(w.data.subarray(r * rows, (r + 1) * rows), r * total + column);
+      column += rows;
+    });
+    return tf.tensor2d(out, [inFeatures, total]);
+  }
+
+  /** PyTorch Linear weights [out_i, in] stacked as PyTorch stores them into one [Σ out_i, in] matrix. */
+  async linearStack(names: readonly string[], inFeatures: number, outFeatures: readonly number[]): Promise<tf.Tensor2D> {
+    const total = outFeatures.reduce((a, b) => a + b, 0);
+    if (!names.some((n) => this.transposed.has(n))) {
+      const stored = names.map((name, i) => ({ name, shape: [outFeatures[i] as number, inFeatures] }));
+      const direct = await this.heapRead(stored, [total, inFeatures]);
+      if (direct) return direct as tf.Tensor2D;
+    }
+    const parts = await Promise.all(names.map((name, i) => this.matrix(name, inFeatures, outFeatures[i] as number)));
+    if (parts.length === 1 && !parts[0]?.transposed) return tf.tensor2d((parts[0] as Matrix).data, [total, inFeatures]);
+    // No await from here to the upload: layers may load concurrently and share the staging buffer.
+    const out = this.staging(inFeatures * total);
+    let at = 0;
+    parts.forEach((w, i) => {
+      const rows = outFeatures[i] as number;
+      if (w.transposed) transposeInto(w.data, inFeatures, rows, out.subarray(at, at + rows * inFeatures), inFeatures, 0);
+      else out.set(w.data, at);
+      at += rows * inFeatures;
+    });
+    return tf.tensor2d(out, [total, inFeatures]);
+  }
+
+  /** A PyTorch Linear weight [out, in], returned transposed as [in, out] (on the host, or as the file stores it). */
   async linear(name: string, inFeatures: number, outFeatures: number): Promise<tf.Tensor2D> {
-    const w = await this.tensor(name, [outFeatures, inFeatures]);
-    const t = tf.transpose(w) as tf.Tensor2D;
-    w.dispose();
-    return t;
+    return this.linearConcat([name], inFeatures, [outFeatures]);
+  }
+}
+
+/** src [rows, cols] → dst columns col0…col0+rows-1 of a row-major [cols, width] matrix, in cache-sized blocks. */
+function transposeInto(src: Float32Array, rows: number, cols: number, dst: Float32Array, width: number, col0: number): void {
+  const B = 32;
+  for (let r0 = 0; r0 < rows; r0 += B) {
+    const r1 = Math.min(r0 + B, rows);
+    for (let c0 = 0; c0 < cols; c0 += B) {
+      const c1 = Math.min(c0 + B, cols);
+      for (let r = r0; r < r1; r++) {
+        let s = r * cols + c0;
+        let d = c0 * width + col0 + r;
+        for (let c = c0; c < c1; c++, s++, d += width) dst[d] = src[s] as number;
+      }
+    }
   }
 }
 

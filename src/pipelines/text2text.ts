@@ -2,7 +2,7 @@
  * Text-to-text generation (transformers' text2text-generation pipeline): a T5-family model directory →
  * tokenizer + model on the chosen backend; texts in, generated texts out, batched with padding.
  */
-import { initBackend, type BackendChoice, type BackendInfo } from '../backend/index.js';
+import { initBackend, prefaultHeap, type BackendChoice, type BackendInfo } from '../backend/index.js';
 import { checkMemoryBudget } from '../backend/budget.js';
 import { UnsupportedError } from '../errors.js';
 import { openCheckpoint } from '../formats/checkpoint.js';
@@ -17,7 +17,7 @@ import {
 } from '../generation/index.js';
 import type { Log } from '../log.js';
 import { parseT5Config } from '../models/t5/config.js';
-import { loadT5, t5WeightBytes, type T5Model } from '../models/t5/model.js';
+import { loadT5, t5HeapBytes, t5WeightBytes, type T5Model } from '../models/t5/model.js';
 import { loadTokenizer } from '../tokenizers/load.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
 import { openModelDir, type ModelDir } from './model-dir.js';
@@ -75,13 +75,21 @@ export class Text2TextPipeline {
       });
     }
     const config = parseT5Config(modelDir.config);
-    const tokenizer = await loadTokenizer(modelDir.dir, { onNotice: (m) => log.notice(m) });
     const backend = await initBackend(options.backend, log);
     checkMemoryBudget(backend.name, t5WeightBytes(config), spec);
+    // wasm: the heap's pages fault in on libuv's threads while this one builds the tokenizer (no tfjs op
+    // may run meanwhile; see prefaultHeap).
+    const heap = prefaultHeap(t5HeapBytes(config));
+    let tokenizer: Tokenizer;
+    try {
+      tokenizer = await loadTokenizer(modelDir.dir, { onNotice: (m) => log.notice(m) });
+    } finally {
+      await heap;
+    }
     const { reader } = await openCheckpoint(modelDir.dir);
     let model: T5Model;
     try {
-      model = await loadT5(reader, config);
+      model = await loadT5(reader, config, { prefault: false });
     } finally {
       await reader.close();
     }

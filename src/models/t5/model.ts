@@ -7,33 +7,46 @@
  * Variants are data (config.ts): relu / gated-gelu / gated-silu feed-forward, tied or separate lm_head,
  * num_heads·d_kv ≠ d_model, a different decoder depth.
  *
- * Cost model (docs/performance-notes.md): every weight is a long-lived [in, out] tensor so each per-step
- * matMul is XNNPACK's 2-D fast path; `start()` runs the encoder and every decoder layer's cross-attention
- * K/V once per input; `step()` runs one position per row against the self-attention cache; the relative
- * position bias is computed once per stack and step (block 0 owns the table, every block reuses it).
+ * Cost model (docs/performance-notes.md): on wasm, a 2-D matMul goes to XNNPACK, which packs its second
+ * operand (the "weights") once per tensor, slowly (~0.25 GB/s), and keeps the packed copy.
+ * - Decoder weights are long-lived [in, out] tensors (q|k|v and wi_0|wi_1 side by side, one matMul
+ *   each), packed once: a decode step streams them at memory speed.
+ * - The encoder runs once per input on many positions, so it works on transposed activations
+ *   xᵀ [dModel, positions] and multiplies the weights as stored (PyTorch's [out, in]): yᵀ = W·xᵀ. XNNPACK
+ *   then packs the small activation, never the encoder weights: none of the packing time and memory the
+ *   weights would cost at start-up. The cross-attention keys/values are computed the same way, once
+ *   per input, from encᵀ (packed once for every decoder layer).
+ * - Per step: one position per row against the self-attention cache, the relative position bias read
+ *   from a per-distance table (block 0 owns the table, every block reuses it), and the element-wise
+ *   work fused into a few kernels (kernels.ts): ~12 kernels per decoder layer.
  */
-import { tf, tfl } from '../../backend/index.js';
+import { prefaultHeap, tf, tfl } from '../../backend/index.js';
 import { FormatError } from '../../errors.js';
 import type { CheckpointReader } from '../../formats/tensor.js';
 import type { DecoderState, EncoderBatch, Seq2SeqModel } from '../../generation/seq2seq.js';
-import { activate, attention, CheckpointWeights, InferenceLayer, linear, rmsNorm, type Activation } from '../layers.js';
+import { attention, CheckpointWeights, InferenceLayer, linear, type Activation } from '../layers.js';
 import type { T5Config } from './config.js';
+import { addRmsNorm, crossAttentionStep, gatedActivation, rmsNorm, selfAttentionStep, type KeyValues } from './kernels.js';
 import { bucketMatrix, relativePositionBucket } from './relative-position.js';
 
 /** torch.finfo(float32).min: transformers' additive mask value (not -inf, so fully masked rows stay finite). */
 const FLOAT32_MIN = -3.4028234663852886e38;
 /** Decode positions covered by the first per-distance bias table; it doubles when a generation outgrows it. */
 const INITIAL_DISTANCE_TABLE = 64;
+/** From this many query×key pairs per head the encoder's attention runs per head on XNNPACK (layers.ts). */
+const PER_HEAD_MIN_PAIRS = 128 * 128;
 
-/** Keys and values of one attention, [batch, heads, len, dKv]. */
-type KV = { readonly k: tf.Tensor4D; readonly v: tf.Tensor4D };
+/** Self-attention keys and values, [rows, heads, len, dKv]. */
+type KV = KeyValues;
+/** Cross-attention keys k [rows, heads, encLen, dKv] and values transposed, vᵀ [rows, heads, dKv, encLen]. */
+type RowsKV = { readonly k: tf.Tensor4D; readonly vT: tf.Tensor4D };
 /**
  * One input's cross-attention keys and values shared by every decoder row, split per head and long-lived
  * for the whole generation: kᵀ [dKv, encLen] and v [encLen, dKv], so each step's q_h·kᵀ and p_h·v are 2-D
  * matMuls XNNPACK packs once, instead of batched matMuls that run in a scalar loop.
  */
-type SharedKV = { readonly kt: tf.Tensor2D[]; readonly v: tf.Tensor2D[] };
-type CrossKV = KV | SharedKV;
+type SharedKV = { readonly headsKT: tf.Tensor2D[]; readonly headsV: tf.Tensor2D[] };
+type CrossKV = RowsKV | SharedKV;
 /**
  * Rows × encoder tokens from which a single input's cross-attention uses SharedKV: below it the per-head
  * path's extra kernels (2·heads + 3, ~4 µs each) cost more than the scalar loop they avoid.
@@ -48,6 +61,9 @@ function first(inputs: Inputs): tf.Tensor {
   return x;
 }
 
+/** [rows, d] ↔ [d, rows]. */
+const transpose2d = (x: tf.Tensor2D): tf.Tensor2D => tf.transpose(x);
+
 /** A config as tfjs-layers serialises it (getConfig/fromConfig round trip). */
 function configDict(c: T5Config): tf.serialization.ConfigDict {
   return { ...c, eosTokenId: typeof c.eosTokenId === 'number' ? c.eosTokenId : [...c.eosTokenId] };
@@ -55,7 +71,8 @@ function configDict(c: T5Config): tf.serialization.ConfigDict {
 
 export class T5LayerNorm extends InferenceLayer {
   static className = 'T5LayerNorm';
-  private weight!: tf.Tensor1D;
+  /** [dModel] */
+  weight!: tf.Tensor1D;
   readonly dModel: number;
   readonly eps: number;
 
@@ -69,8 +86,14 @@ export class T5LayerNorm extends InferenceLayer {
     this.weight = this.own('weight', (await w.tensor(`${this.name}.weight`, [this.dModel])) as tf.Tensor1D);
   }
 
-  norm<T extends tf.Tensor>(x: T): T {
-    return rmsNorm(x, this.weight, this.eps);
+  /** x [..., dModel], or with `columns` xᵀ [dModel, n]. */
+  norm<T extends tf.Tensor>(x: T, columns = false): T {
+    return rmsNorm(x, this.weight, this.eps, columns);
+  }
+
+  /** [x + r, norm(x + r)]: a residual add followed by this norm. */
+  addNorm<T extends tf.Tensor>(x: T, r: T, columns = false): [T, T] {
+    return addRmsNorm(x, r, this.weight, this.eps, columns);
   }
 
   override call(inputs: Inputs): tf.Tensor {
@@ -83,6 +106,9 @@ export class T5LayerNorm extends InferenceLayer {
 }
 tf.serialization.registerClass(T5LayerNorm);
 
+/** Which attention of the model a T5Attention is: it decides the weights' layout. */
+export type T5AttentionRole = 'encoder' | 'decoder' | 'cross';
+
 export interface T5AttentionArgs {
   name: string;
   dModel: number;
@@ -90,18 +116,42 @@ export interface T5AttentionArgs {
   dKv: number;
   /** Decoder self-attention: a query sees only keys at or before its position. */
   causal: boolean;
+  /** encoder / decoder self-attention, or the decoder's attention over the encoder. */
+  role: T5AttentionRole;
   /** Present on the layer that owns the relative position table (block 0's self-attention). */
   relativeBias?: { numBuckets: number; maxDistance: number; bidirectional: boolean };
+}
+
+/**
+ * softmax(qᵀ·k + bias)·v on transposed per-head tensors qᵀ, kᵀ, vᵀ [batch, heads, dKv, len]; returns the
+ * context transposed the same way. T5 has no 1/√dKv scaling (folded into its initialisation).
+ */
+function attentionColumns(qT: tf.Tensor4D, kT: tf.Tensor4D, vT: tf.Tensor4D, bias: tf.Tensor | undefined): tf.Tensor4D {
+  const len = qT.shape[3];
+  const lenK = kT.shape[3];
+  if (len * lenK < PER_HEAD_MIN_PAIRS) {
+    let scores: tf.Tensor4D = tf.matMul(qT, kT, true, false); // [batch, heads, len, lenK]
+    if (bias) scores = tf.add(scores, bias);
+    return tf.matMul(vT, tf.softmax(scores), false, true); // [batch, heads, dKv, len]
+  }
+  // Long inputs: layers.ts runs one XNNPACK matMul per head; it wants [batch, heads, len, dKv].
+  const perm = [0, 1, 3, 2];
+  const ctx = attention(tf.transpose(qT, perm), tf.transpose(kT, perm), tf.transpose(vT, perm), bias);
+  return tf.transpose(ctx, perm);
 }
 
 export class T5Attention extends InferenceLayer {
   static className = 'T5Attention';
   readonly args: T5AttentionArgs;
   private readonly inner: number;
-  private q!: tf.Tensor2D; // [dModel, heads·dKv]
-  private k!: tf.Tensor2D;
-  private v!: tf.Tensor2D;
-  private o!: tf.Tensor2D; // [heads·dKv, dModel]
+  /** decoder: [dModel, 3·inner] (q|k|v side by side); encoder: [3·inner, dModel] (as stored, stacked). */
+  private qkv: tf.Tensor2D | undefined;
+  /** cross: [dModel, inner] */
+  private q: tf.Tensor2D | undefined;
+  /** cross: [2·inner, dModel] (k and v as stored, stacked) */
+  private kv: tf.Tensor2D | undefined;
+  /** encoder: [dModel, inner] (as stored); decoder and cross: [inner, dModel] */
+  private o!: tf.Tensor2D;
   /** relative_attention_bias stored transposed, [heads, numBuckets], so one gather on axis 1 yields heads first. */
   private table: tf.Tensor2D | undefined;
 
@@ -112,11 +162,20 @@ export class T5Attention extends InferenceLayer {
   }
 
   async load(w: CheckpointWeights): Promise<void> {
-    const { dModel } = this.args;
-    this.q = this.own('q', await w.linear(`${this.name}.q.weight`, dModel, this.inner));
-    this.k = this.own('k', await w.linear(`${this.name}.k.weight`, dModel, this.inner));
-    this.v = this.own('v', await w.linear(`${this.name}.v.weight`, dModel, this.inner));
-    this.o = this.own('o', await w.linear(`${this.name}.o.weight`, this.inner, dModel));
+    const { dModel: d, role } = this.args;
+    const i = this.inner;
+    const n = (p: string): string => `${this.name}.${p}.weight`;
+    if (role === 'encoder') {
+      this.qkv = this.own('qkv', await w.linearStack([n('q'), n('k'), n('v')], d, [i, i, i]));
+      this.o = this.own('o', await w.linearStack([n('o')], i, [d]));
+    } else if (role === 'decoder') {
+      this.qkv = this.own('qkv', await w.linearConcat([n('q'), n('k'), n('v')], d, [i, i, i]));
+      this.o = this.own('o', await w.linear(n('o'), i, d));
+    } else {
+      this.q = this.own('q', await w.linear(n('q'), d, i));
+      this.kv = this.own('kv', await w.linearStack([n('k'), n('v')], d, [i, i]));
+      this.o = this.own('o', await w.linear(n('o'), i, d));
+    }
     const rb = this.args.relativeBias;
     if (rb) {
       const name = `${this.name}.relative_attention_bias.weight`;
@@ -126,72 +185,89 @@ export class T5Attention extends InferenceLayer {
     }
   }
 
-  /** x [batch·len, dModel] @ w → [batch, heads, len, dKv]. */
-  private heads(x: tf.Tensor2D, w: tf.Tensor2D, batch: number, len: number): tf.Tensor4D {
-    const { numHeads, dKv } = this.args;
-    const y = tf.matMul(x, w);
-    // One position per row: [batch, heads·dKv] already is [batch, heads, 1, dKv] in memory.
-    if (len === 1) return tf.reshape(y, [batch, numHeads, 1, dKv]);
-    return tf.transpose(tf.reshape(y, [batch, len, numHeads, dKv]), [0, 2, 1, 3]);
-  }
-
-  /** softmax(q·kᵀ + bias)·v, then o: [batch·lenQ, dModel]. T5 has no 1/√dKv scaling (folded into its init). */
-  private attend(q: tf.Tensor4D, kv: KV, bias: tf.Tensor | undefined, batch: number, len: number): tf.Tensor2D {
-    const ctx = attention(q, kv.k, kv.v, bias); // [batch, heads, lenQ, dKv]
-    const merged =
-      len === 1
-        ? tf.reshape(ctx, [batch, this.inner])
-        : tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), [batch * len, this.inner]);
-    return tf.matMul(merged, this.o);
+  private weight(w: tf.Tensor2D | undefined): tf.Tensor2D {
+    if (!w) throw new Error(`${this.name} (${this.args.role}) has no such projection`);
+    return w;
   }
 
   /**
-   * Self-attention of x [batch·len, dModel] (already normed) over `past` plus these positions;
-   * returns the output and the keys/values including the new positions (the next cache).
+   * Encoder self-attention of nᵀ [dModel, batch·len] (normed, columns; each batch entry's positions
+   * contiguous): the output [dModel, batch·len]. `bias` broadcasts to [batch, heads, len, len].
    */
-  selfAttention(
-    x: tf.Tensor2D,
-    batch: number,
-    len: number,
-    bias: tf.Tensor | undefined,
-    past?: KV,
-  ): { out: tf.Tensor2D; kv: KV } {
-    const q = this.heads(x, this.q, batch, len);
-    let k = this.heads(x, this.k, batch, len);
-    let v = this.heads(x, this.v, batch, len);
-    if (past) {
-      k = tf.concat([past.k, k], 2);
-      v = tf.concat([past.v, v], 2);
-    }
-    const kv = { k, v };
-    return { out: this.attend(q, kv, bias, batch, len), kv };
-  }
-
-  /** Keys and values of the encoder output enc [batch·len, dModel], computed once per input. */
-  crossKV(enc: tf.Tensor2D, batch: number, len: number): KV {
-    return { k: this.heads(enc, this.k, batch, len), v: this.heads(enc, this.v, batch, len) };
-  }
-
-  /** Per-head keys and values of one input's encoder output enc [encLen, dModel] (see SharedKV). */
-  sharedCrossKV(enc: tf.Tensor2D): SharedKV {
-    const h = this.args.numHeads;
-    const kt = tf.split(tf.transpose(tf.matMul(enc, this.k)), h, 0) as tf.Tensor2D[]; // heads × [dKv, encLen]
-    const v = tf.split(tf.matMul(enc, this.v), h, 1) as tf.Tensor2D[]; // heads × [encLen, dKv]
-    return { kt, v };
+  encoderSelf(nT: tf.Tensor2D, batch: number, len: number, bias: tf.Tensor | undefined): tf.Tensor2D {
+    const { numHeads: h, dKv } = this.args;
+    const y = tf.matMul(this.weight(this.qkv), nT); // [3·inner, batch·len]
+    const parts =
+      batch === 1 ? tf.reshape(y, [3, 1, h, dKv, len]) : tf.transpose(tf.reshape(y, [3, h, dKv, batch, len]), [0, 3, 1, 2, 4]);
+    const [qT, kT, vT] = tf.unstack(parts) as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
+    const ctxT = attentionColumns(qT, kT, vT, bias); // [batch, heads, dKv, len]
+    const merged = batch === 1 ? ctxT : tf.transpose(ctxT, [1, 2, 0, 3]);
+    return tf.matMul(this.o, tf.reshape(merged, [this.inner, batch * len]));
   }
 
   /**
-   * x [batch·len, dModel] (normed) attending to the encoder: `mask` is the additive padding mask,
-   * [batch, 1, 1, encLen] with KV, [1, encLen] with SharedKV (where every row of x reads the same input).
+   * Decoder self-attention of one new position per row, n [rows, dModel] (normed), over `past`: the output
+   * [rows, dModel] and the caches including this position. `table` is the per-distance bias
+   * (distanceBias), read from column `start`.
    */
-  crossAttention(x: tf.Tensor2D, batch: number, len: number, kv: CrossKV, mask: tf.Tensor | undefined): tf.Tensor2D {
-    if ('k' in kv) return this.attend(this.heads(x, this.q, batch, len), kv, mask, batch, len);
+  step(n: tf.Tensor2D, past: KV | undefined, table: tf.Tensor4D, start: number): { out: tf.Tensor2D; kv: KV } {
+    const { numHeads: h, dKv } = this.args;
+    const { ctx, kv } = selfAttentionStep(tf.matMul(n, this.weight(this.qkv)), past, table, start, h, dKv);
+    return { out: tf.matMul(ctx, this.o), kv };
+  }
+
+  /** Decoder self-attention over `len` positions per row, n [rows·len, dModel]; `bias` includes the causal mask. */
+  decoderSelf(n: tf.Tensor2D, rows: number, len: number, bias: tf.Tensor | undefined): tf.Tensor2D {
+    const { numHeads: h, dKv } = this.args;
+    const y = tf.reshape(tf.matMul(n, this.weight(this.qkv)), [rows, len, 3, h, dKv]);
+    const [q, k, v] = tf.unstack(tf.transpose(y, [2, 0, 3, 1, 4])) as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
+    const ctx = attention(q, k, v, bias); // [rows, heads, len, dKv]
+    return tf.matMul(tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), [rows * len, this.inner]), this.o);
+  }
+
+  /** Keys and values of the encoder output encᵀ [dModel, batch·len] (normed), computed once per input. */
+  crossKV(encT: tf.Tensor2D, batch: number, len: number): RowsKV {
+    const { numHeads: h, dKv } = this.args;
+    const y = tf.matMul(this.weight(this.kv), encT); // [2·inner, batch·len]
+    const parts =
+      batch === 1 ? tf.reshape(y, [2, 1, h, dKv, len]) : tf.transpose(tf.reshape(y, [2, h, dKv, batch, len]), [0, 3, 1, 2, 4]);
+    const [kT, vT] = tf.unstack(parts) as [tf.Tensor4D, tf.Tensor4D];
+    return { k: tf.transpose(kT, [0, 1, 3, 2]), vT };
+  }
+
+  /** Per-head keys and values of one input's encoder output encᵀ [dModel, encLen] (see SharedKV). */
+  sharedCrossKV(encT: tf.Tensor2D): SharedKV {
     const h = this.args.numHeads;
-    const q = tf.split(tf.matMul(x, this.q), h, 1); // heads × [rows, dKv]
-    let scores = tf.concat(q.map((qh, i) => tf.matMul(qh, kv.kt[i] as tf.Tensor2D)), 0) as tf.Tensor2D; // [heads·rows, encLen]
+    const [kT, vT] = tf.split(tf.matMul(this.weight(this.kv), encT), 2, 0) as [tf.Tensor2D, tf.Tensor2D]; // [inner, encLen]
+    return {
+      headsKT: tf.split(kT, h, 0) as tf.Tensor2D[], // heads × [dKv, encLen]
+      headsV: tf.split(transpose2d(vT), h, 1) as tf.Tensor2D[], // heads × [encLen, dKv]
+    };
+  }
+
+  /**
+   * One position per row, n [rows, dModel] (normed), attending to the encoder: `mask` is the additive
+   * padding mask, [rows, 1, 1, encLen] with RowsKV, [1, encLen] with SharedKV (every row reads the same input).
+   */
+  crossStep(n: tf.Tensor2D, kv: CrossKV, mask: tf.Tensor | undefined): tf.Tensor2D {
+    const { numHeads: h, dKv } = this.args;
+    const q: tf.Tensor2D = tf.matMul(n, this.weight(this.q)); // [rows, inner]
+    if ('vT' in kv) return tf.matMul(crossAttentionStep(q, kv.k, kv.vT, mask, h, dKv), this.o);
+    const qh = tf.split(q, h, 1); // heads × [rows, dKv]
+    let scores = tf.concat(qh.map((x, i) => tf.matMul(x, kv.headsKT[i] as tf.Tensor2D)), 0) as tf.Tensor2D; // [heads·rows, encLen]
     if (mask) scores = tf.add(scores, mask);
     const p = tf.split(tf.softmax(scores), h, 0);
-    return tf.matMul(tf.concat(p.map((ph, i) => tf.matMul(ph, kv.v[i] as tf.Tensor2D)), 1), this.o); // via [rows, heads·dKv]
+    return tf.matMul(tf.concat(p.map((ph, i) => tf.matMul(ph, kv.headsV[i] as tf.Tensor2D)), 1), this.o); // via [rows, heads·dKv]
+  }
+
+  /** `len` positions per row, n [rows·len, dModel], attending to the encoder; mask [rows, 1, 1, encLen]. */
+  crossMulti(n: tf.Tensor2D, rows: number, len: number, kv: RowsKV, mask: tf.Tensor | undefined): tf.Tensor2D {
+    const { numHeads: h, dKv } = this.args;
+    const q = tf.transpose(tf.reshape(tf.matMul(n, this.weight(this.q)), [rows, len, h, dKv]), [0, 2, 1, 3]);
+    let scores = tf.matMul(q, kv.k, false, true); // [rows, heads, len, encLen]
+    if (mask) scores = tf.add(scores, mask);
+    const ctx = tf.matMul(tf.softmax(scores), kv.vT, false, true); // [rows, heads, len, dKv]
+    return tf.matMul(tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), [rows * len, this.inner]), this.o);
   }
 
   private get bias(): { table: tf.Tensor2D; numBuckets: number; maxDistance: number; bidirectional: boolean } {
@@ -208,7 +284,7 @@ export class T5Attention extends InferenceLayer {
 
   /**
    * The causal bias by distance, reversed: column j holds distance n-1-j, so the bias of the query at
-   * position t over keys 0…t is the last t+1 columns (one slice per decode step): [1, heads, 1, n].
+   * position t over keys 0…t is the last t+1 columns, from column n-1-t: [1, heads, 1, n].
    */
   distanceBias(n: number): tf.Tensor4D {
     const b = this.bias;
@@ -227,13 +303,17 @@ export class T5Attention extends InferenceLayer {
       const x2 = tf.reshape(x, [batch * len, d]) as tf.Tensor2D;
       const enc = list[1] as tf.Tensor3D | undefined;
       let out: tf.Tensor2D;
-      if (enc) {
-        const kv = this.crossKV(tf.reshape(enc, [batch * enc.shape[1], d]) as tf.Tensor2D, batch, enc.shape[1]);
-        out = this.crossAttention(x2, batch, len, kv, undefined);
+      if (this.args.role === 'cross') {
+        if (!enc) throw new Error(`${this.name} needs [x, encoderOutput]`);
+        const encT = transpose2d(tf.reshape(enc, [batch * enc.shape[1], d]));
+        out = this.crossMulti(x2, batch, len, this.crossKV(encT, batch, enc.shape[1]), undefined);
       } else {
         let bias: tf.Tensor | undefined = this.table ? this.positionBias(len, len) : undefined;
         if (this.args.causal) bias = bias ? tf.add(bias, causalMask(len)) : causalMask(len);
-        out = this.selfAttention(x2, batch, len, bias).out;
+        out =
+          this.args.role === 'encoder'
+            ? transpose2d(this.encoderSelf(transpose2d(x2), batch, len, bias))
+            : this.decoderSelf(x2, batch, len, bias);
       }
       return tf.reshape(out, [batch, len, this.args.dModel]);
     });
@@ -252,15 +332,18 @@ export interface T5FeedForwardArgs {
   dFf: number;
   gated: boolean;
   activation: Activation;
+  /** The encoder multiplies the weights as stored (transposed activations); the decoder [in, out]. */
+  role: 'encoder' | 'decoder';
 }
 
 /** DenseReluDense: wo(act(wi x)) or, gated, wo(act(wi_0 x) · wi_1 x). */
 export class T5FeedForward extends InferenceLayer {
   static className = 'T5FeedForward';
   readonly args: T5FeedForwardArgs;
-  private wi!: tf.Tensor2D; // wi or wi_0, [dModel, dFf]
-  private wiLinear: tf.Tensor2D | undefined; // wi_1 when gated
-  private wo!: tf.Tensor2D; // [dFf, dModel]
+  /** decoder: [dModel, dFf] or, gated, [dModel, 2·dFf] (wi_0|wi_1 side by side); encoder: the transpose. */
+  private wi!: tf.Tensor2D;
+  /** decoder: [dFf, dModel]; encoder: [dModel, dFf] (as stored) */
+  private wo!: tf.Tensor2D;
 
   constructor(args: T5FeedForwardArgs) {
     super({ name: args.name, trainable: false });
@@ -268,24 +351,43 @@ export class T5FeedForward extends InferenceLayer {
   }
 
   async load(w: CheckpointWeights): Promise<void> {
-    const { dModel, dFf, gated } = this.args;
-    this.wi = this.own(gated ? 'wi_0' : 'wi', await w.linear(`${this.name}.${gated ? 'wi_0' : 'wi'}.weight`, dModel, dFf));
-    if (gated) this.wiLinear = this.own('wi_1', await w.linear(`${this.name}.wi_1.weight`, dModel, dFf));
-    this.wo = this.own('wo', await w.linear(`${this.name}.wo.weight`, dFf, dModel));
+    const { dModel, dFf, gated, role } = this.args;
+    const wi = (gated ? ['wi_0', 'wi_1'] : ['wi']).map((p) => `${this.name}.${p}.weight`);
+    const outs = wi.map(() => dFf);
+    const wo = `${this.name}.wo.weight`;
+    if (role === 'encoder') {
+      this.wi = this.own('wi', await w.linearStack(wi, dModel, outs));
+      this.wo = this.own('wo', await w.linearStack([wo], dFf, [dModel]));
+    } else {
+      this.wi = this.own('wi', await w.linearConcat(wi, dModel, outs));
+      this.wo = this.own('wo', await w.linear(wo, dFf, dModel));
+    }
   }
 
-  /** x [rows, dModel] → [rows, dModel]. */
-  forward(x: tf.Tensor2D): tf.Tensor2D {
-    const act = this.args.activation;
-    const h = act === 'relu' ? linear(x, this.wi, undefined, 'relu') : activate(linear(x, this.wi), act);
-    return tf.matMul(this.wiLinear ? tf.mul(h, tf.matMul(x, this.wiLinear)) : h, this.wo);
+  private get plainRelu(): boolean {
+    return this.args.activation === 'relu' && !this.args.gated;
+  }
+
+  /** Decoder: n [rows, dModel] → [rows, dModel]. */
+  forward(n: tf.Tensor2D): tf.Tensor2D {
+    const { activation, gated } = this.args;
+    if (this.plainRelu) return tf.matMul(linear(n, this.wi, undefined, 'relu'), this.wo);
+    return tf.matMul(gatedActivation(tf.matMul(n, this.wi), activation, gated), this.wo);
+  }
+
+  /** Encoder: nᵀ [dModel, n] → [dModel, n]. */
+  forwardColumns(nT: tf.Tensor2D): tf.Tensor2D {
+    const { activation, gated } = this.args;
+    if (this.plainRelu) return tf.matMul(this.wo, tf.fused.matMul({ a: this.wi, b: nT, activation: 'relu' }) as tf.Tensor2D);
+    return tf.matMul(this.wo, gatedActivation(tf.matMul(this.wi, nT), activation, gated, true));
   }
 
   override call(inputs: Inputs): tf.Tensor {
     return tf.tidy(() => {
       const x = first(inputs);
-      const d = this.args.dModel;
-      return tf.reshape(this.forward(tf.reshape(x, [-1, d])), x.shape);
+      const x2 = tf.reshape(x, [-1, this.args.dModel]) as tf.Tensor2D;
+      const y = this.args.role === 'encoder' ? transpose2d(this.forwardColumns(transpose2d(x2))) : this.forward(x2);
+      return tf.reshape(y, x.shape);
     });
   }
 
@@ -306,14 +408,22 @@ export interface T5BlockArgs {
 }
 
 /** Cross-attention inputs of a decoder block: the encoder's K/V and its additive padding mask. */
-interface CrossInputs {
-  readonly kv: CrossKV;
+interface CrossInputs<K extends CrossKV = CrossKV> {
+  readonly kv: K;
   readonly mask: tf.Tensor | undefined;
+}
+
+/** A block's output: the residual stream and, when the next norm was given, its normed form. */
+interface BlockOut {
+  readonly x: tf.Tensor2D;
+  readonly n: tf.Tensor2D | undefined;
 }
 
 /**
  * One T5 block: pre-norm residual sub-layers, named as in the checkpoint: layer.0 self-attention,
- * (decoder) layer.1 cross-attention, then the feed-forward.
+ * (decoder) layer.1 cross-attention, then the feed-forward. Every sub-layer's residual add is fused with
+ * the norm that follows it (the next sub-layer's, or `next`: the next block's or the stack's final one),
+ * so the forward methods take the residual stream x with its normed form n.
  */
 export class T5Block extends InferenceLayer {
   static className = 'T5Block';
@@ -331,11 +441,13 @@ export class T5Block extends InferenceLayer {
     const c = args.config;
     const p = `${args.name}.layer`;
     const attention = { dModel: c.dModel, numHeads: c.numHeads, dKv: c.dKv };
+    const role = args.isDecoder ? 'decoder' : 'encoder';
     this.selfNorm = new T5LayerNorm({ name: `${p}.0.layer_norm`, dModel: c.dModel, eps: c.layerNormEpsilon });
     this.selfAttention = new T5Attention({
       name: `${p}.0.SelfAttention`,
       ...attention,
       causal: args.isDecoder,
+      role,
       ...(args.hasRelativeBias
         ? {
             relativeBias: {
@@ -348,7 +460,7 @@ export class T5Block extends InferenceLayer {
     });
     if (args.isDecoder) {
       this.crossNorm = new T5LayerNorm({ name: `${p}.1.layer_norm`, dModel: c.dModel, eps: c.layerNormEpsilon });
-      this.crossAttention = new T5Attention({ name: `${p}.1.EncDecAttention`, ...attention, causal: false });
+      this.crossAttention = new T5Attention({ name: `${p}.1.EncDecAttention`, ...attention, causal: false, role: 'cross' });
     }
     const ff = args.isDecoder ? 2 : 1;
     this.ffNorm = new T5LayerNorm({ name: `${p}.${ff}.layer_norm`, dModel: c.dModel, eps: c.layerNormEpsilon });
@@ -358,6 +470,7 @@ export class T5Block extends InferenceLayer {
       dFf: c.dFf,
       gated: c.gated,
       activation: c.activation,
+      role,
     });
   }
 
@@ -375,24 +488,58 @@ export class T5Block extends InferenceLayer {
     for (const part of this.parts) await part.load(w);
   }
 
+  private cross(): { norm: T5LayerNorm; attention: T5Attention } {
+    if (!this.crossNorm || !this.crossAttention) throw new Error(`${this.name} is not a decoder block`);
+    return { norm: this.crossNorm, attention: this.crossAttention };
+  }
+
+  /** The feed-forward's residual and the following norm. */
+  private residual(x: tf.Tensor2D, f: tf.Tensor2D, next: T5LayerNorm | undefined, columns = false): BlockOut {
+    if (!next) return { x: tf.add(x, f), n: undefined };
+    const [s, n] = next.addNorm(x, f, columns);
+    return { x: s, n };
+  }
+
   /**
-   * x [batch·len, dModel] → [batch·len, dModel]; `bias` is the stack's position bias plus masks,
-   * `past` the self-attention cache. Returns the self-attention K/V including these positions.
+   * Encoder block on columns: xᵀ, nᵀ [dModel, batch·len] (n = this block's selfNorm of x); `bias` is the
+   * stack's position bias plus the padding mask.
    */
-  forward(
+  forwardColumns(x: tf.Tensor2D, n: tf.Tensor2D, batch: number, len: number, bias: tf.Tensor | undefined, next?: T5LayerNorm): BlockOut {
+    const [h, hn] = this.ffNorm.addNorm(x, this.selfAttention.encoderSelf(n, batch, len, bias), true);
+    return this.residual(h, this.ff.forwardColumns(hn), next, true);
+  }
+
+  /** Decoder block, one position per row: x, n [rows, dModel]; returns the self-attention cache with this position. */
+  step(
     x: tf.Tensor2D,
-    batch: number,
+    n: tf.Tensor2D,
+    past: KV | undefined,
+    table: tf.Tensor4D,
+    start: number,
+    cross: CrossInputs,
+    next?: T5LayerNorm,
+  ): BlockOut & { kv: KV } {
+    const c = this.cross();
+    const self = this.selfAttention.step(n, past, table, start);
+    const [h1, n1] = c.norm.addNorm(x, self.out);
+    const [h2, n2] = this.ffNorm.addNorm(h1, c.attention.crossStep(n1, cross.kv, cross.mask));
+    return { ...this.residual(h2, this.ff.forward(n2), next), kv: self.kv };
+  }
+
+  /** Decoder block over `len` positions per row: x, n [rows·len, dModel]; `bias` includes the causal mask. */
+  forwardMulti(
+    x: tf.Tensor2D,
+    n: tf.Tensor2D,
+    rows: number,
     len: number,
     bias: tf.Tensor | undefined,
-    past?: KV,
-    cross?: CrossInputs,
-  ): { x: tf.Tensor2D; kv: KV } {
-    const self = this.selfAttention.selfAttention(this.selfNorm.norm(x), batch, len, bias, past);
-    let h: tf.Tensor2D = tf.add(x, self.out);
-    if (cross && this.crossNorm && this.crossAttention) {
-      h = tf.add(h, this.crossAttention.crossAttention(this.crossNorm.norm(h), batch, len, cross.kv, cross.mask));
-    }
-    return { x: tf.add(h, this.ff.forward(this.ffNorm.norm(h))), kv: self.kv };
+    cross: CrossInputs<RowsKV>,
+    next?: T5LayerNorm,
+  ): BlockOut {
+    const c = this.cross();
+    const [h1, n1] = c.norm.addNorm(x, this.selfAttention.decoderSelf(n, rows, len, bias));
+    const [h2, n2] = this.ffNorm.addNorm(h1, c.attention.crossMulti(n1, rows, len, cross.kv, cross.mask));
+    return this.residual(h2, this.ff.forward(n2), next);
   }
 
   /** [x] (encoder block) or [x, encoderOutput] (decoder block); [batch, len, dModel], no padding. */
@@ -401,16 +548,23 @@ export class T5Block extends InferenceLayer {
       const list = Array.isArray(inputs) ? inputs : [inputs];
       const x = first(list) as tf.Tensor3D;
       const [batch, len, d] = x.shape;
+      const x2 = tf.reshape(x, [batch * len, d]) as tf.Tensor2D;
       const att = this.selfAttention;
       let bias: tf.Tensor | undefined = att.args.relativeBias ? att.positionBias(len, len) : undefined;
-      if (this.blockArgs.isDecoder) bias = bias ? tf.add(bias, causalMask(len)) : causalMask(len);
-      const enc = list[1] as tf.Tensor3D | undefined;
-      let cross: CrossInputs | undefined;
-      if (enc && this.crossAttention) {
-        const kv = this.crossAttention.crossKV(tf.reshape(enc, [batch * enc.shape[1], d]) as tf.Tensor2D, batch, enc.shape[1]);
-        cross = { kv, mask: undefined };
+      let y: tf.Tensor2D;
+      if (!this.blockArgs.isDecoder) {
+        const xT = transpose2d(x2);
+        y = transpose2d(this.forwardColumns(xT, this.selfNorm.norm(xT, true), batch, len, bias).x);
+      } else {
+        bias = bias ? tf.add(bias, causalMask(len)) : causalMask(len);
+        const enc = list[1] as tf.Tensor3D | undefined;
+        const c = this.cross();
+        if (!enc) throw new Error(`${this.name} needs [x, encoderOutput]`);
+        const encT = transpose2d(tf.reshape(enc, [batch * enc.shape[1], d]));
+        const cross = { kv: c.attention.crossKV(encT, batch, enc.shape[1]), mask: undefined };
+        y = this.forwardMulti(x2, this.selfNorm.norm(x2), batch, len, bias, cross).x;
       }
-      return tf.reshape(this.forward(tf.reshape(x, [batch * len, d]), batch, len, bias, undefined, cross).x, x.shape);
+      return tf.reshape(y, x.shape);
     });
   }
 
@@ -452,7 +606,13 @@ export class T5SharedEmbedding extends InferenceLayer {
   /** ids [n] → [n, dModel]. */
   embed(ids: tf.Tensor1D): tf.Tensor2D {
     if (this.embedding) return tf.gather(this.embedding, ids);
-    return tf.transpose(tf.gather(this.head, ids, 1));
+    return transpose2d(tf.gather(this.head, ids, 1));
+  }
+
+  /** ids [n] → [dModel, n] (the encoder's transposed layout). */
+  embedColumns(ids: tf.Tensor1D): tf.Tensor2D {
+    if (this.embedding) return transpose2d(tf.gather(this.embedding, ids));
+    return tf.gather(this.head, ids, 1);
   }
 
   /** Decoder output x [rows, dModel] → logits [rows, vocab]. */
@@ -509,10 +669,11 @@ function checkBatch(batch: EncoderBatch, vocabSize: number): void {
   checkIds(batch.inputIds, vocabSize);
 }
 
-function disposeKV(list: readonly CrossKV[] | undefined): void {
+function disposeKV(list: readonly (KV | CrossKV)[] | undefined): void {
   for (const kv of list ?? []) {
-    if ('k' in kv) tf.dispose([kv.k, kv.v]);
-    else tf.dispose([...kv.kt, ...kv.v]);
+    if ('v' in kv) tf.dispose([kv.k, kv.v]);
+    else if ('vT' in kv) tf.dispose([kv.k, kv.vT]);
+    else tf.dispose([...kv.headsKT, ...kv.headsV]);
   }
 }
 
@@ -528,7 +689,7 @@ class T5State implements DecoderState {
      * when one input serves every row (the SharedKV layout), so no reorder ever touches the cross tensors.
      */
     readonly group: number,
-    /** Per decoder layer: the encoder's K/V, [rows, heads, encLen, dKv] or shared per head. */
+    /** Per decoder layer: the encoder's K/V, per row (RowsKV) or shared per head. */
     readonly cross: readonly CrossKV[],
     /** Additive padding mask ([rows, 1, 1, encLen], or [1, encLen] when shared), undefined without padding. */
     readonly crossMask: tf.Tensor | undefined,
@@ -570,7 +731,7 @@ export interface T5ForwardResult {
 
 export interface T5Model extends Seq2SeqModel {
   readonly config: T5Config;
-  /** Bytes of float32 weights the model holds (wasm's XNNPACK adds a packed copy of the matrices). */
+  /** Bytes of float32 weights the model holds (wasm's XNNPACK adds a packed copy of the decoder's matrices). */
   readonly weightBytes: number;
   /** Milliseconds the load-time warm-up took (XNNPACK packing), when it ran. */
   readonly warmUpMs: number | undefined;
@@ -618,8 +779,15 @@ class T5ForConditionalGeneration implements T5Model {
     return [this.shared, ...this.encoder, this.encoderNorm, ...this.decoder, this.decoderNorm];
   }
 
+  /**
+   * Layers load concurrently (each one's tensors in turn): file reads, which run on libuv's threads, then
+   * overlap with the transposes and uploads on this one. Every load settles before an error is reported,
+   * so a failed load leaves nothing behind once the model is disposed.
+   */
   async load(w: CheckpointWeights): Promise<void> {
-    for (const layer of this.layers) await layer.load(w);
+    const results = await Promise.allSettled(this.layers.map((layer) => layer.load(w)));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
   get weightBytes(): number {
@@ -634,44 +802,53 @@ class T5ForConditionalGeneration implements T5Model {
     return (this.decoder[0] as T5Block).selfAttention;
   }
 
-  /** The encoder stack: [batch·seqLen, dModel] after the final norm; `collect` gets each block's input. */
+  /** The norm after block i of a stack: the next block's self-attention norm, or the stack's final norm. */
+  private static nextNorm(blocks: readonly T5Block[], i: number, final: T5LayerNorm): T5LayerNorm {
+    return blocks[i + 1]?.selfNorm ?? final;
+  }
+
+  /**
+   * The encoder stack: encᵀ [dModel, batch·seqLen] after the final norm; `collect` gets each block's input
+   * and the output, [batch·seqLen, dModel].
+   */
   private encode(batch: EncoderBatch, collect?: tf.Tensor[]): tf.Tensor2D {
     const { batch: b, seqLen: s } = batch;
-    let x = this.shared.embed(tf.tensor1d(batch.inputIds, 'int32'));
+    let x = this.shared.embedColumns(tf.tensor1d(batch.inputIds, 'int32'));
     const mask = paddingMask(batch);
     const own = (this.encoder[0] as T5Block).selfAttention.positionBias(s, s); // [1, heads, s, s]
     const bias = mask ? tf.add(own, mask) : own; // [b or 1, heads, s, s]
-    for (const block of this.encoder) {
-      collect?.push(x);
-      x = block.forward(x, b, s, bias).x;
-    }
-    x = this.encoderNorm.norm(x);
-    collect?.push(x);
-    return x;
+    let n = (this.encoder[0] as T5Block).selfNorm.norm(x, true);
+    this.encoder.forEach((block, i) => {
+      collect?.push(transpose2d(x));
+      const r = block.forwardColumns(x, n, b, s, bias, T5ForConditionalGeneration.nextNorm(this.encoder, i, this.encoderNorm));
+      x = r.x;
+      n = r.n as tf.Tensor2D;
+    });
+    collect?.push(transpose2d(n));
+    return n;
   }
 
-  /** The decoder stack over `len` positions per row: normed output [rows·len, dModel] and the new caches. */
-  private decode(
+  /** The decoder stack over `len` positions per row: the normed output [rows·len, dModel]. */
+  private decodeMulti(
     ids: Int32Array,
     rows: number,
     len: number,
     bias: tf.Tensor,
-    cross: readonly CrossKV[],
+    cross: readonly RowsKV[],
     crossMask: tf.Tensor | undefined,
-    past: readonly KV[] | undefined,
     collect?: tf.Tensor[],
-  ): { x: tf.Tensor2D; present: KV[] } {
+  ): tf.Tensor2D {
     let x = this.shared.embed(tf.tensor1d(ids, 'int32'));
-    const present: KV[] = [];
+    let n = (this.decoder[0] as T5Block).selfNorm.norm(x);
     this.decoder.forEach((block, i) => {
       collect?.push(x);
-      const r = block.forward(x, rows, len, bias, past?.[i], { kv: cross[i] as CrossKV, mask: crossMask });
+      const next = T5ForConditionalGeneration.nextNorm(this.decoder, i, this.decoderNorm);
+      const r = block.forwardMulti(x, n, rows, len, bias, { kv: cross[i] as RowsKV, mask: crossMask }, next);
       x = r.x;
-      present.push(r.kv);
+      n = r.n as tf.Tensor2D;
     });
-    x = this.decoderNorm.norm(x);
-    collect?.push(x);
-    return { x, present };
+    collect?.push(n);
+    return n;
   }
 
   start(batch: EncoderBatch, expand: number): DecoderState {
@@ -679,30 +856,29 @@ class T5ForConditionalGeneration implements T5Model {
     if (!Number.isInteger(expand) || expand < 1) throw new RangeError(`expand must be a positive integer (got ${expand})`);
     const shared = batch.batch === 1 && expand * batch.seqLen >= SHARED_CROSS_MIN_WORK;
     const parts = tf.tidy(() => {
-      const enc = this.encode(batch); // [batch·seqLen, dModel]
+      const enc = this.encode(batch); // [dModel, batch·seqLen]
       const mask = paddingMask(batch); // [batch, 1, 1, seqLen]
       const distance = tf.keep(this.decoderBias.distanceBias(INITIAL_DISTANCE_TABLE));
       const attention = (block: T5Block): T5Attention => block.crossAttention as T5Attention;
       if (shared) {
-        const cross = this.decoder.map((block) => {
+        const cross = this.decoder.map((block): SharedKV => {
           const kv = attention(block).sharedCrossKV(enc);
-          return { kt: kv.kt.map((t) => tf.keep(t)), v: kv.v.map((t) => tf.keep(t)) };
+          return { headsKT: kv.headsKT.map((t) => tf.keep(t)), headsV: kv.headsV.map((t) => tf.keep(t)) };
         });
         return { cross, mask: mask ? tf.keep(tf.reshape(mask, [1, batch.seqLen])) : undefined, distance };
       }
       const repeat = Int32Array.from({ length: batch.batch * expand }, (_, r) => Math.floor(r / expand));
       const index = expand > 1 ? tf.tensor1d(repeat, 'int32') : undefined;
       const rows = <T extends tf.Tensor>(t: T): T => tf.keep(index ? tf.gather(t, index) : t);
-      const cross = this.decoder.map((block) => {
+      const cross = this.decoder.map((block): RowsKV => {
         const kv = attention(block).crossKV(enc, batch.batch, batch.seqLen);
-        return { k: rows(kv.k), v: rows(kv.v) };
+        return { k: rows(kv.k), vT: rows(kv.vT) };
       });
       return { cross, mask: mask ? rows(mask) : undefined, distance };
     });
     const group = shared ? Number.POSITIVE_INFINITY : expand;
     return new T5State(this, batch.batch * expand, 0, group, parts.cross, parts.mask, undefined, parts.distance);
   }
-
 
   private take(state: DecoderState): T5State {
     if (!(state instanceof T5State) || state.model !== this) {
@@ -723,14 +899,19 @@ class T5ForConditionalGeneration implements T5Model {
     let out: { logits: tf.Tensor2D; present: KV[] };
     try {
       out = tf.tidy(() => {
-        const n = distance.shape[3];
-        const bias = tf.slice(distance, [0, 0, 0, n - 1 - t], [1, distance.shape[1], 1, t + 1]); // [1, heads, 1, t+1]
-        const { x, present } = this.decode(tokens, s.rows, 1, bias, s.cross, s.crossMask, s.past);
-        for (const kv of present) {
-          tf.keep(kv.k);
-          tf.keep(kv.v);
-        }
-        return { logits: this.shared.logits(x), present };
+        const start = distance.shape[3] - 1 - t; // the bias of keys 0…t (see distanceBias)
+        let x = this.shared.embed(tf.tensor1d(tokens, 'int32'));
+        let n = (this.decoder[0] as T5Block).selfNorm.norm(x);
+        const present: KV[] = [];
+        this.decoder.forEach((block, i) => {
+          const next = T5ForConditionalGeneration.nextNorm(this.decoder, i, this.decoderNorm);
+          const cross = { kv: s.cross[i] as CrossKV, mask: s.crossMask };
+          const r = block.step(x, n, s.past?.[i], distance, start, cross, next);
+          x = r.x;
+          n = r.n as tf.Tensor2D;
+          present.push({ k: tf.keep(r.kv.k), v: tf.keep(r.kv.v) });
+        });
+        return { logits: this.shared.logits(n), present };
       });
     } catch (err) {
       if (grow) distance.dispose();
@@ -759,10 +940,9 @@ class T5ForConditionalGeneration implements T5Model {
     const out = tf.tidy(() => {
       const index = tf.tensor1d(rows, 'int32');
       const pick = <T extends tf.Tensor>(t: T): T => tf.keep(tf.gather(t, index));
-      const rowsOf = (e: KV): KV => ({ k: pick(e.k), v: pick(e.v) });
       return {
-        past: s.past?.map(rowsOf),
-        cross: sameCross ? undefined : s.cross.map((e) => ('k' in e ? rowsOf(e) : e)),
+        past: s.past?.map((e): KV => ({ k: pick(e.k), v: pick(e.v) })),
+        cross: sameCross ? undefined : s.cross.map((e): CrossKV => ('vT' in e ? { k: pick(e.k), vT: pick(e.vT) } : e)),
         mask: sameCross || !s.crossMask ? undefined : pick(s.crossMask),
       };
     });
@@ -806,18 +986,18 @@ class T5ForConditionalGeneration implements T5Model {
       const cross = this.decoder.map((block) => (block.crossAttention as T5Attention).crossKV(last, batch.batch, batch.seqLen));
       const bias = tf.add(this.decoderBias.positionBias(len, len), causalMask(len));
       const dec: tf.Tensor[] = [];
-      const { x } = this.decode(decoderInputIds, batch.batch, len, bias, cross, paddingMask(batch), undefined, dec);
+      const n = this.decodeMulti(decoderInputIds, batch.batch, len, bias, cross, paddingMask(batch), dec);
       const read = (t: tf.Tensor): Float32Array => t.dataSync<'float32'>();
       return {
-        logits: read(this.shared.logits(x)),
-        encoderLastHiddenState: read(last),
+        logits: read(this.shared.logits(n)),
+        encoderLastHiddenState: read(enc[enc.length - 1] as tf.Tensor),
         encoderHiddenStates: enc.map(read),
         decoderHiddenStates: dec.map(read),
       };
     });
   }
 
-  /** One tiny encode + step so XNNPACK packs every weight now rather than on the first real token. */
+  /** One tiny encode + step so XNNPACK packs every decoder weight now rather than on the first real token. */
   warmUp(): void {
     const t0 = performance.now();
     const one = { inputIds: Int32Array.of(this.padTokenId), attentionMask: Int32Array.of(1), batch: 1, seqLen: 1 };
@@ -844,15 +1024,29 @@ export function t5WeightBytes(c: T5Config): number {
 }
 
 /**
- * Loads a T5-family checkpoint. Linear weights are transposed once here into [in, out]; with `warmUp`
- * (default: on the wasm backend) one tiny encode + step runs so XNNPACK's weight packing is paid at load,
- * not on the first token.
+ * Bytes the wasm heap holds for a loaded model: the float32 weights plus XNNPACK's packed copy of the
+ * matrices decode steps multiply (the decoder's and the lm_head; the encoder's are never packed).
+ */
+export function t5HeapBytes(c: T5Config): number {
+  const inner = c.numHeads * c.dKv;
+  const decoder = c.numDecoderLayers * (6 * c.dModel * inner + (c.gated ? 3 : 2) * c.dModel * c.dFf);
+  return t5WeightBytes(c) + 4 * (decoder + c.vocabSize * c.dModel);
+}
+
+/**
+ * Loads a T5-family checkpoint. The decoder's matrices become [in, out] tensors (as a converted artifact
+ * stores them, else transposed once here); with `warmUp` (default: on the wasm backend) one tiny encode +
+ * step runs so XNNPACK's weight packing is paid at load, not on the first token. On wasm the heap is
+ * first grown and its pages faulted in on other threads (`prefault`, default on; pass false when the
+ * caller already ran prefaultHeap, e.g. while it loaded the tokenizer).
  */
 export async function loadT5(
   reader: CheckpointReader,
   config: T5Config,
-  options: { warmUp?: boolean } = {},
+  options: { warmUp?: boolean; prefault?: boolean } = {},
 ): Promise<T5Model> {
+  const wasm = tf.getBackend() === 'wasm';
+  if (options.prefault ?? wasm) await prefaultHeap(t5HeapBytes(config));
   const model = new T5ForConditionalGeneration(config);
   try {
     await model.load(new CheckpointWeights(reader));
@@ -861,6 +1055,6 @@ export async function loadT5(
     throw err;
   }
   // Only wasm packs weights on first use; elsewhere a warm-up would just be a wasted step.
-  if (options.warmUp ?? tf.getBackend() === 'wasm') model.warmUp();
+  if (options.warmUp ?? wasm) model.warmUp();
   return model;
 }

@@ -1,6 +1,7 @@
 /**
  * Converted artifacts load into the T5 model through stock tf.io: tf.io.decodeWeights turns model.json +
- * shards into named tensors, which feed loadT5 unchanged and give the golden first-step logits.
+ * shards into named tensors, which feed loadT5 unchanged (told which ones model.json lists as stored
+ * transposed) and give the golden first-step logits.
  */
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
@@ -16,12 +17,15 @@ import { loadT5 } from '../../../src/models/t5/model.js';
 import { goldenDir, needsShared, repoPath } from '../../helpers/shared.js';
 import { tempDir } from '../../helpers/tmp.js';
 
-/** A CheckpointReader over tensors tf.io decoded (aliases resolved as model.json lists them). */
-function readerOf(map: tf.NamedTensorMap, aliases: Record<string, string>): CheckpointReader {
+/** A CheckpointReader over tensors tf.io decoded (aliases and transposed tensors as model.json lists them). */
+function readerOf(map: tf.NamedTensorMap, info: ModelJson['userDefinedMetadata']['tfhf']): CheckpointReader & { transposed: Set<string> } {
+  const { aliases } = info;
   const target = (name: string): string => aliases[name] ?? name;
   const tensors: TensorInfo[] = Object.entries(map).map(([name, t]) => ({ name, dtype: 'F32', shape: t.shape }));
+  const stored = new Set(info.transposed ?? []);
   return {
     tensors,
+    transposed: new Set([...stored, ...Object.keys(aliases).filter((a) => stored.has(target(a)))]),
     files: [],
     has: (name) => target(name) in map,
     read: async (name): Promise<RawTensor> => {
@@ -42,7 +46,13 @@ test('tfhf convert → tf.io.decodeWeights → loadT5 gives the golden first-ste
   const group = modelJson.weightsManifest[0]!;
   const bytes = Buffer.concat(await Promise.all(group.paths.map((p) => readFile(join(out, p)))));
   const map = tf.io.decodeWeights(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength), group.weights as tf.io.WeightsManifestEntry[]);
-  const model = await loadT5(readerOf(map, modelJson.userDefinedMetadata.tfhf.aliases), parseT5Config(modelJson.userDefinedMetadata.config), { warmUp: false });
+  // T5's decoder matrices and lm_head are stored [in, out], as the model multiplies them.
+  assert.equal(modelJson.userDefinedMetadata.tfhf.formatVersion, 2);
+  assert.ok(modelJson.userDefinedMetadata.tfhf.transposed?.includes('lm_head.weight'));
+  assert.deepEqual(map['decoder.block.0.layer.0.SelfAttention.q.weight']?.shape, [64, 64]);
+  assert.deepEqual(map['decoder.block.0.layer.2.DenseReluDense.wi_0.weight']?.shape, [64, 96]);
+  assert.deepEqual(map['encoder.block.0.layer.1.DenseReluDense.wi_0.weight']?.shape, [96, 64]);
+  const model = await loadT5(readerOf(map, modelJson.userDefinedMetadata.tfhf), parseT5Config(modelJson.userDefinedMetadata.config), { warmUp: false });
   tf.dispose(Object.values(map));
   const golden = JSON.parse(await readFile(join(goldenDir, 'flan-t5.json'), 'utf8')) as {
     cases: { forward: { input_ids: number[]; first_step_logits: number[] }[] };

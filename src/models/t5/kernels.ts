@@ -1,0 +1,425 @@
+/**
+ * The T5 hot path as few kernels as possible. Each function here is one fused kernel on the wasm and cpu
+ * backends (plain JavaScript loops over the tensors' memory: the wasm heap or the cpu backend's arrays),
+ * and the same computation written with stock tfjs ops on every other backend (tfjs-node-gpu), so model
+ * code is backend-agnostic and the two forms can be checked against each other.
+ *
+ * Why (docs/performance-notes.md): a wasm kernel costs ~4 µs plus ~5–20 µs of tfjs bookkeeping, and a
+ * plainly written decode step is ~425 of them: an RMS norm is 6, gelu_new gating 7, one attention
+ * position over a cache ~10. Fused, a decoder layer is 12 kernels (4 matMuls on XNNPACK, 4 here, 3
+ * norms, 1 activation). Sums are taken in float64, so results are at least as accurate as the ops form.
+ *
+ * Layouts: "rows" tensors are [rows, d] (normalised over the last axis); with `columns` they are [d, n]
+ * (the encoder works on transposed activations, normalised over axis 0).
+ */
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
+import { tf } from '../../backend/index.js';
+import { activate, rmsNorm as rmsNormOps, type Activation } from '../layers.js';
+
+type Attrs = Record<string, number | boolean | string>;
+type Shape = number[];
+
+/** A fused kernel: output shapes from input shapes, then one pass over float32 memory. */
+interface FusedKernel {
+  readonly inputs: readonly string[];
+  outputShapes(shapes: readonly Shape[], attrs: Attrs): Shape[];
+  compute(inputs: readonly Float32Array[], outputs: readonly Float32Array[], shapes: readonly Shape[], attrs: Attrs): void;
+}
+
+const size = (s: readonly number[]): number => s.reduce((a, b) => a * b, 1);
+const num = (a: Attrs, k: string): number => a[k] as number;
+
+// ---------------------------------------------------------------------------------------------
+// The loops. Each takes typed arrays and numbers only, so V8 compiles it once for good (array-of-arrays
+// arguments and tfjs shape arrays of varying element kinds made it deoptimise again and again).
+
+const EMPTY = new Float32Array(0);
+const f32 = Math.fround;
+const TWO_SQRT_2_OVER_PI = 2 * Math.sqrt(2 / Math.PI);
+
+/** gelu_new = 0.5·x·(1 + tanh z) written as x·sigmoid(2z) (Math.exp is cheaper than Math.tanh). */
+const geluNew = (x: number): number => x / (1 + Math.exp(-TWO_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)));
+const relu = (x: number): number => (x > 0 ? x : 0);
+const silu = (x: number): number => x / (1 + Math.exp(-x));
+const ACT: Readonly<Record<string, (x: number) => number>> = { relu, gelu_new: geluNew, silu };
+
+/** Activations the fused kernels implement; others (exact gelu) always use the ops form. */
+export function fusedActivation(a: Activation): boolean {
+  return a in ACT;
+}
+
+/**
+ * y = x · rsqrt(mean(x²) + eps) · g per row, with exactly the float32 roundings of the ops form on wasm
+ * (sequential float32 sum as wasm's Mean kernel, then one rounding per op): the ill-conditioned
+ * checkpoints (t5-relu: hidden states up to ±46) amplify any other rounding of the norm past the golden
+ * tolerance, even a more accurate one.
+ */
+function normRows(x: Float32Array, g: Float32Array, y: Float32Array, d: number, eps: number): void {
+  const e = f32(eps);
+  const rows = x.length / d;
+  for (let r = 0; r < rows; r++) {
+    const o = r * d;
+    let s = 0;
+    for (let i = 0; i < d; i++) {
+      const v = x[o + i] as number;
+      s = f32(s + f32(v * v));
+    }
+    const k = f32(1 / f32(Math.sqrt(f32(f32(s / d) + e))));
+    for (let i = 0; i < d; i++) y[o + i] = (g[i] as number) * f32((x[o + i] as number) * k);
+  }
+}
+
+/** normRows on columns: x [d, n] normalised over axis 0. */
+function normColumns(x: Float32Array, g: Float32Array, y: Float32Array, d: number, eps: number, acc: Float64Array): void {
+  const e = f32(eps);
+  const n = x.length / d;
+  acc.fill(0, 0, n);
+  for (let i = 0; i < d; i++) {
+    const o = i * n;
+    for (let c = 0; c < n; c++) {
+      const v = x[o + c] as number;
+      acc[c] = f32((acc[c] as number) + f32(v * v));
+    }
+  }
+  for (let c = 0; c < n; c++) acc[c] = f32(1 / f32(Math.sqrt(f32(f32((acc[c] as number) / d) + e))));
+  for (let i = 0; i < d; i++) {
+    const o = i * n;
+    const gi = g[i] as number;
+    for (let c = 0; c < n; c++) y[o + c] = gi * f32((x[o + c] as number) * (acc[c] as number));
+  }
+}
+
+function addInto(x: Float32Array, r: Float32Array, s: Float32Array): void {
+  for (let i = 0; i < x.length; i++) s[i] = (x[i] as number) + (r[i] as number);
+}
+
+/** y[r, j] = act(h[r, j]) · h[r, f + j] for h [rows, 2f]. */
+function gatedRows(h: Float32Array, y: Float32Array, f: number, act: (x: number) => number): void {
+  const rows = y.length / f;
+  for (let r = 0; r < rows; r++) {
+    const i0 = r * 2 * f;
+    const o0 = r * f;
+    for (let j = 0; j < f; j++) y[o0 + j] = act(h[i0 + j] as number) * (h[i0 + f + j] as number);
+  }
+}
+
+/** y[i] = act(h[i]) · h[half + i]: the gated form on columns ([2f, n] → [f, n]). */
+function gatedHalves(h: Float32Array, y: Float32Array, act: (x: number) => number): void {
+  const half = y.length;
+  for (let i = 0; i < half; i++) y[i] = act(h[i] as number) * (h[half + i] as number);
+}
+
+function activateAll(h: Float32Array, y: Float32Array, act: (x: number) => number): void {
+  for (let i = 0; i < h.length; i++) y[i] = act(h[i] as number);
+}
+
+/**
+ * The data movement of one decoder position per row, no arithmetic: from y [rows, 3·H·D] (q|k|v) writes
+ * q [rows, H, 1, D], the caches with the new position appended, K, V [rows, H, T + 1, D] (pk, pv [rows,
+ * H, T, D], empty at T = 0), and the causal bias of the T + 1 keys, `bias` [H, T + 1] = table[:, start…].
+ */
+function appendPosition(
+  y: Float32Array,
+  table: Float32Array,
+  pk: Float32Array,
+  pv: Float32Array,
+  q: Float32Array,
+  K: Float32Array,
+  V: Float32Array,
+  bias: Float32Array,
+  rows: number,
+  H: number,
+  D: number,
+  T: number,
+  n: number,
+  start: number,
+): void {
+  const inner = H * D;
+  const T1 = T + 1;
+  for (let b = 0; b < rows; b++) {
+    const yb = b * 3 * inner;
+    q.set(y.subarray(yb, yb + inner), b * inner);
+    for (let h = 0; h < H; h++) {
+      const src = (b * H + h) * T * D;
+      const dst = (b * H + h) * T1 * D;
+      if (T > 0) {
+        K.set(pk.subarray(src, src + T * D), dst);
+        V.set(pv.subarray(src, src + T * D), dst);
+      }
+      const k0 = yb + inner + h * D;
+      K.set(y.subarray(k0, k0 + D), dst + T * D);
+      V.set(y.subarray(k0 + inner, k0 + inner + D), dst + T * D);
+    }
+  }
+  for (let h = 0; h < H; h++) bias.set(table.subarray(h * n + start, h * n + start + T1), h * T1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernels: shapes and attributes → the loops
+
+let scratch64 = new Float64Array(256);
+function scratch(n: number): Float64Array {
+  if (scratch64.length < n) scratch64 = new Float64Array(Math.max(n, 2 * scratch64.length));
+  return scratch64;
+}
+
+const last = (s: Shape): number => s[s.length - 1] as number;
+
+const RMS_NORM: FusedKernel = {
+  inputs: ['x', 'g'],
+  outputShapes: ([x]) => [[...(x as Shape)]],
+  compute([x, g], [y], [xs], a) {
+    const eps = num(a, 'eps');
+    if (a.columns === true) normColumns(x as Float32Array, g as Float32Array, y as Float32Array, (xs as Shape)[0] as number, eps, scratch((x as Float32Array).length / ((xs as Shape)[0] as number)));
+    else normRows(x as Float32Array, g as Float32Array, y as Float32Array, last(xs as Shape), eps);
+  },
+};
+
+/** s = x + r; y = rmsNorm(s) · g: the residual add and the next sub-layer's norm. */
+const ADD_RMS_NORM: FusedKernel = {
+  inputs: ['x', 'r', 'g'],
+  outputShapes: ([x]) => [[...(x as Shape)], [...(x as Shape)]],
+  compute([x, r, g], [s, y], [xs], a) {
+    addInto(x as Float32Array, r as Float32Array, s as Float32Array);
+    const eps = num(a, 'eps');
+    if (a.columns === true) normColumns(s as Float32Array, g as Float32Array, y as Float32Array, (xs as Shape)[0] as number, eps, scratch((x as Float32Array).length / ((xs as Shape)[0] as number)));
+    else normRows(s as Float32Array, g as Float32Array, y as Float32Array, last(xs as Shape), eps);
+  },
+};
+
+/**
+ * act(h₀) · h₁ where h = [h₀ | h₁] along the last axis ([rows, 2f] → [rows, f]) or, with `columns`,
+ * along axis 0 ([2f, n] → [f, n]); ungated, act(h).
+ */
+const GATED_ACT: FusedKernel = {
+  inputs: ['h'],
+  outputShapes([h], a) {
+    const s = [...(h as Shape)];
+    if (a.gated === true) {
+      const axis = a.columns === true ? 0 : s.length - 1;
+      s[axis] = (s[axis] as number) / 2;
+    }
+    return [s];
+  },
+  compute([h], [y], [hs], a) {
+    const act = ACT[a.activation as string] as (x: number) => number;
+    if (a.gated !== true) activateAll(h as Float32Array, y as Float32Array, act);
+    else if (a.columns === true) gatedHalves(h as Float32Array, y as Float32Array, act);
+    else gatedRows(h as Float32Array, y as Float32Array, last(hs as Shape) / 2, act);
+  },
+};
+
+/** See appendPosition. Inputs qkv, table [1, H, 1, n], pastK, pastV (absent at T = 0); outputs q, K, V, bias. */
+const APPEND_POSITION: FusedKernel = {
+  inputs: ['qkv', 'table', 'pastK', 'pastV'],
+  outputShapes([qkv, , pastK], a) {
+    const rows = (qkv as Shape)[0] as number;
+    const heads = num(a, 'heads');
+    const dKv = num(a, 'dKv');
+    const t1 = (pastK ? (pastK[2] as number) : 0) + 1;
+    return [
+      [rows, heads, 1, dKv],
+      [rows, heads, t1, dKv],
+      [rows, heads, t1, dKv],
+      [1, heads, 1, t1],
+    ];
+  },
+  compute([y, table, pk, pv], [q, K, V, bias], [qkvShape, tableShape, pastShape], a) {
+    appendPosition(
+      y as Float32Array,
+      table as Float32Array,
+      pk ?? EMPTY,
+      pv ?? EMPTY,
+      q as Float32Array,
+      K as Float32Array,
+      V as Float32Array,
+      bias as Float32Array,
+      (qkvShape as Shape)[0] as number,
+      num(a, 'heads'),
+      num(a, 'dKv'),
+      pastShape ? (pastShape[2] as number) : 0,
+      last(tableShape as Shape),
+      num(a, 'start'),
+    );
+  },
+};
+
+const KERNELS: Readonly<Record<string, FusedKernel>> = {
+  TfhfRmsNorm: RMS_NORM,
+  TfhfAddRmsNorm: ADD_RMS_NORM,
+  TfhfGatedActivation: GATED_ACT,
+  TfhfAppendPosition: APPEND_POSITION,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Registration on the backends whose memory JavaScript can address
+
+type KernelParams = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
+
+function present(k: FusedKernel, inputs: tf.NamedTensorInfoMap): (tf.TensorInfo | undefined)[] {
+  return k.inputs.map((name) => inputs[name]);
+}
+
+function wasmKernel(k: FusedKernel) {
+  return ({ inputs, backend, attrs }: KernelParams): tf.TensorInfo | tf.TensorInfo[] => {
+    const b = backend as BackendWasm;
+    const a = (attrs ?? {}) as Attrs;
+    const ins = present(k, inputs);
+    const shapes = ins.map((i) => (i ? i.shape : (undefined as unknown as Shape)));
+    const outs = k.outputShapes(shapes, a).map((s) => b.makeOutput(s, 'float32'));
+    // Views after every allocation: growing the heap detaches earlier ones.
+    const inViews = ins.map((i) => (i ? (b.typedArrayFromHeap(i) as Float32Array) : (undefined as unknown as Float32Array)));
+    const outViews = outs.map((o) => b.typedArrayFromHeap(o) as Float32Array);
+    k.compute(inViews, outViews, shapes, a);
+    return outs.length === 1 ? (outs[0] as tf.TensorInfo) : outs;
+  };
+}
+
+function cpuKernel(k: FusedKernel) {
+  return ({ inputs, backend, attrs }: KernelParams): tf.TensorInfo | tf.TensorInfo[] => {
+    const b = backend as MathBackendCPU;
+    const a = (attrs ?? {}) as Attrs;
+    const ins = present(k, inputs);
+    const shapes = ins.map((i) => (i ? i.shape : (undefined as unknown as Shape)));
+    const inViews = ins.map((i) => (i ? (b.readSync(i.dataId) as Float32Array) : (undefined as unknown as Float32Array)));
+    const outShapes = k.outputShapes(shapes, a);
+    const outViews = outShapes.map((s) => new Float32Array(size(s)));
+    k.compute(inViews, outViews, shapes, a);
+    const outs = outShapes.map((s, i) => b.makeTensorInfo(s, 'float32', outViews[i]));
+    return outs.length === 1 ? (outs[0] as tf.TensorInfo) : outs;
+  };
+}
+
+const FUSED_BACKENDS = ['wasm', 'cpu'] as const;
+let registered = false;
+
+function register(): void {
+  if (registered) return;
+  registered = true;
+  for (const [name, k] of Object.entries(KERNELS)) {
+    for (const backendName of FUSED_BACKENDS) {
+      if (tf.getKernel(name, backendName)) continue;
+      const kernelFunc = backendName === 'wasm' ? wasmKernel(k) : cpuKernel(k);
+      tf.registerKernel({ kernelName: name, backendName, kernelFunc: kernelFunc as unknown as tf.KernelFunc });
+    }
+  }
+}
+
+let forced: boolean | undefined;
+
+/** Tests: force the ops form (false) or the fused kernels (true) regardless of the backend; undefined resets. */
+export function forceFusedKernels(value: boolean | undefined): void {
+  forced = value;
+}
+
+/** Whether the fused kernels run on the current backend. */
+export function fusedKernels(): boolean {
+  if (forced === false) return false;
+  register();
+  return (FUSED_BACKENDS as readonly string[]).includes(tf.getBackend());
+}
+
+function run(name: string, inputs: Record<string, tf.Tensor | undefined>, attrs: Attrs): tf.Tensor | tf.Tensor[] {
+  const named: tf.NamedTensorMap = {};
+  for (const [k, v] of Object.entries(inputs)) if (v) named[k] = v;
+  return tf.engine().runKernel(name, named, attrs as tf.NamedAttrMap) as tf.Tensor | tf.Tensor[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// The operations, fused where possible
+
+/** Column form of the ops: x [d, n] normalised over axis 0, g [d]. */
+function rmsNormColumnsOps<T extends tf.Tensor>(x: T, g: tf.Tensor1D, eps: number): T {
+  const variance = tf.mean(tf.square(x), 0, true);
+  return tf.mul(tf.mul(x, tf.rsqrt(tf.add(variance, eps))), tf.reshape(g, [-1, 1]));
+}
+
+/** RMS norm over the last axis (rows) or axis 0 (`columns`). */
+export function rmsNorm<T extends tf.Tensor>(x: T, g: tf.Tensor1D, eps: number, columns = false): T {
+  if (fusedKernels()) return run('TfhfRmsNorm', { x, g }, { eps, columns }) as T;
+  return columns ? rmsNormColumnsOps(x, g, eps) : rmsNormOps(x, g, eps);
+}
+
+/** [x + r, rmsNorm(x + r)·g]: a residual add and the norm of the next sub-layer. */
+export function addRmsNorm<T extends tf.Tensor>(x: T, r: T, g: tf.Tensor1D, eps: number, columns = false): [T, T] {
+  if (fusedKernels()) return run('TfhfAddRmsNorm', { x, r, g }, { eps, columns }) as [T, T];
+  const s: T = tf.add(x, r);
+  return [s, columns ? rmsNormColumnsOps(s, g, eps) : rmsNormOps(s, g, eps)];
+}
+
+/**
+ * Above this many outputs the activation runs as tfjs ops: Math.exp costs ~10–20 ns in JavaScript, more
+ * than wasm's vectorised sigmoid plus the extra kernels (decode steps are far below it, encoders above).
+ */
+const FUSED_ACTIVATION_MAX = 8192;
+
+/** act(h₀)·h₁ for h = [h₀ | h₁] (last axis, or axis 0 with `columns`); ungated: act(h). */
+export function gatedActivation<T extends tf.Tensor>(h: T, activation: Activation, gated: boolean, columns = false): T {
+  if (fusedKernels() && fusedActivation(activation) && h.size <= (gated ? 2 : 1) * FUSED_ACTIVATION_MAX) return run('TfhfGatedActivation', { h }, { activation, gated, columns }) as T;
+  if (!gated) return activate(h, activation);
+  const axis = columns ? 0 : h.rank - 1;
+  const [h0, h1] = tf.split(h, 2, axis) as unknown as [T, T];
+  return tf.mul(activate(h0, activation), h1);
+}
+
+/** Keys and values of one attention, [rows, heads, len, dKv]. */
+export type KeyValues = { readonly k: tf.Tensor4D; readonly v: tf.Tensor4D };
+
+/**
+ * Self-attention of one new position per row: qkv [rows, 3·heads·dKv] is the fused q|k|v projection,
+ * `past` the cache [rows, heads, T, dKv], `table` [1, heads, 1, n] the per-distance bias read from
+ * column `start` for the T + 1 keys. Returns the context [rows, heads·dKv] and the caches with the new
+ * position. The data movement (split, concat, bias slice) is one fused kernel; the products stay tfjs
+ * matMuls (a JavaScript loop is ~2× slower per multiply-add than wasm's).
+ */
+export function selfAttentionStep(
+  qkv: tf.Tensor2D,
+  past: KeyValues | undefined,
+  table: tf.Tensor4D,
+  start: number,
+  heads: number,
+  dKv: number,
+): { ctx: tf.Tensor2D; kv: KeyValues } {
+  const rows = qkv.shape[0];
+  let q: tf.Tensor4D;
+  let k: tf.Tensor4D;
+  let v: tf.Tensor4D;
+  let bias: tf.Tensor4D;
+  if (fusedKernels()) {
+    [q, k, v, bias] = run('TfhfAppendPosition', { qkv, table, pastK: past?.k, pastV: past?.v }, { heads, dKv, start }) as tf.Tensor4D[] as [
+      tf.Tensor4D,
+      tf.Tensor4D,
+      tf.Tensor4D,
+      tf.Tensor4D,
+    ];
+  } else {
+    let kNew: tf.Tensor4D;
+    let vNew: tf.Tensor4D;
+    [q, kNew, vNew] = tf.split(qkv, 3, 1).map((t) => tf.reshape(t, [rows, heads, 1, dKv])) as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
+    k = past ? tf.concat([past.k, kNew], 2) : kNew;
+    v = past ? tf.concat([past.v, vNew], 2) : vNew;
+    bias = tf.slice(table, [0, 0, 0, start], [1, heads, 1, k.shape[2]]);
+  }
+  const p = tf.softmax(tf.add(tf.matMul(q, k, false, true), bias));
+  return { ctx: tf.reshape(tf.matMul(p, v), [rows, heads * dKv]), kv: { k, v } };
+}
+
+/**
+ * Cross-attention of one position per row over the encoder's keys k [rows, heads, S, dKv] and transposed
+ * values vᵀ [rows, heads, dKv, S]: the context [rows, heads·dKv]. Plain tfjs ops: 4 kernels, and the
+ * products run in wasm.
+ */
+export function crossAttentionStep(
+  q: tf.Tensor2D,
+  k: tf.Tensor4D,
+  vT: tf.Tensor4D,
+  mask: tf.Tensor | undefined,
+  heads: number,
+  dKv: number,
+): tf.Tensor2D {
+  const rows = q.shape[0];
+  let scores = tf.matMul(tf.reshape(q, [rows, heads, 1, dKv]), k, false, true); // [rows, heads, 1, S]
+  if (mask) scores = tf.add(scores, mask);
+  return tf.reshape(tf.matMul(tf.softmax(scores), vT, false, true), [rows, heads * dKv]);
+}
