@@ -1,5 +1,6 @@
 import cliProgress from 'cli-progress';
 import type { Log } from '../log.js';
+import { formatBytes } from '../io/fs.js';
 
 export interface ProgressBar {
   update(done: number, total: number): void;
@@ -8,17 +9,6 @@ export interface ProgressBar {
 
 const noBar: ProgressBar = { update: () => {}, stop: () => {} };
 
-function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let i = -1;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(1)} ${units[i]}`;
-}
 
 /** A byte-counting bar on stderr, only on a terminal and never with --quiet (pipelines and logs stay clean). */
 export function byteProgressBar(log: Log, label: string): ProgressBar {

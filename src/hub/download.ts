@@ -13,6 +13,7 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { cachedCommit } from './cache.js';
 import { EntryNotFoundError, HubClient, isRetryableNetworkError, sleep, type FileMetadata } from './client.js';
 import { repoFolderName, type RepoRef } from './repo-id.js';
+import { pathExists as exists } from '../io/fs.js';
 
 const COMMIT = /^[0-9a-f]{40}$/;
 const SHA256 = /^[0-9a-f]{64}$/;
@@ -64,14 +65,6 @@ function inside(root: string, path: string): string {
   return full;
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function sizeOf(path: string): Promise<number> {
   try {

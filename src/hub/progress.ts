@@ -2,18 +2,8 @@
 import cliProgress from 'cli-progress';
 import type { Log } from '../log.js';
 import type { DownloadProgress } from './download.js';
+import { formatBytes } from '../io/fs.js';
 
-function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let i = -1;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(1)} ${units[i]}`;
-}
 
 export interface DownloadBars extends DownloadProgress {
   stop(): void;

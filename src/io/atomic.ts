@@ -5,9 +5,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { mkdir, open, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { IoError, ioErrorFrom } from '../errors.js';
+import { pathExists as exists } from './fs.js';
 
 const pending = new Set<string>();
 
@@ -27,14 +28,6 @@ export function temporarySibling(path: string): string {
   return join(dirname(path), `.tfhf-tmp-${basename(path)}-${process.pid}-${randomBytes(4).toString('hex')}`);
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Writes a file atomically (temp file + rename). */
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {

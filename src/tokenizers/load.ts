@@ -1,10 +1,11 @@
 /** Picks and loads the tokenizer of a model directory (Hub layout or converted): T5 SentencePiece or FlauBERT BPE. */
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FormatError, NotFoundError, UnsupportedError } from '../errors.js';
 import { ignoredLowercaseNotice, loadFlaubertTokenizer } from './flaubert.js';
 import { loadT5Tokenizer } from './t5.js';
 import type { Tokenizer } from './tokenizer.js';
+import { pathExists as exists } from '../io/fs.js';
 
 export interface LoadTokenizerOptions {
   /** FlauBERT only: force lower-casing on or off (transformers' `do_lowercase` kwarg). */
@@ -13,14 +14,6 @@ export interface LoadTokenizerOptions {
   onNotice?: (message: string) => void;
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function modelType(dir: string): Promise<string | undefined> {
   const path = join(dir, 'config.json');
