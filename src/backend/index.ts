@@ -119,17 +119,19 @@ interface WasmHeap {
 }
 
 const PREFAULT_CHUNK = 16 * 2 ** 20;
-/** Reads in flight: one leaves a core to this thread (the tokenizer loads meanwhile) on a 2-core machine. */
-const PREFAULT_LANES = Number(process.env.TFHF_PREFAULT_LANES ?? 1);
+/** Reads in flight (each on a libuv thread); more slow down this thread's work on a 2-core machine. */
+const PREFAULT_LANES = 2;
 
 /**
  * wasm only: grows the heap by `bytes` and has libuv's threads fault its pages in (by reading /dev/zero
  * into them), so that the weights and XNNPACK's packed copies that fill it next are written to memory that
- * is already mapped. Each first touch of a page costs ~1 µs in a VM, ~0.4 s of start-up for flan-t5-small
- * on this thread; the reads pay it on another core. No tfjs op may run until the promise settles (a growing
- * heap would move under the reads). A no-op on other backends, without /dev/zero, or if malloc fails.
+ * is already mapped. Each first touch of a page costs ~1 µs in a VM (~0.5 s for flan-t5-small); the reads
+ * pay it on another core while this thread does something else (loads the tokenizer). With `until`, no new
+ * chunk starts once it settles (pages not reached fault in on first use, as without this). The block is
+ * malloc'd while the reads run and freed at the end, so tfjs ops meanwhile get other memory. A no-op on
+ * other backends, without /dev/zero, or if malloc fails.
  */
-export async function prefaultHeap(bytes: number): Promise<void> {
+export async function prefaultHeap(bytes: number, until?: Promise<unknown>): Promise<void> {
   if (tf.getBackend() !== 'wasm' || !(bytes > 0)) return;
   const heap = (tf.backend() as unknown as { wasm: WasmHeap }).wasm;
   const pointer = heap._malloc(bytes) >>> 0;
@@ -138,12 +140,19 @@ export async function prefaultHeap(bytes: number): Promise<void> {
     const zero = await open('/dev/zero', 'r').catch(() => undefined);
     if (!zero) return;
     try {
-      const view = new Uint8Array(heap.HEAPU8.buffer, pointer, bytes);
       let next = 0;
+      let stop = false;
+      void until?.then(
+        () => (stop = true),
+        () => (stop = true),
+      );
       const lane = async (): Promise<void> => {
-        for (let at = next; at < bytes; at = next) {
+        for (let at = next; at < bytes && !stop; at = next) {
           next += PREFAULT_CHUNK;
-          await zero.read(view, at, Math.min(PREFAULT_CHUNK, bytes - at), 0);
+          const n = Math.min(PREFAULT_CHUNK, bytes - at);
+          // A fresh view per read: a tfjs op meanwhile may grow (and so detach) the heap's buffer; the
+          // memory stays in place, so a read in flight is unaffected.
+          await zero.read(new Uint8Array(heap.HEAPU8.buffer, pointer + at, n), 0, n, 0);
         }
       };
       await Promise.all(Array.from({ length: PREFAULT_LANES }, lane));

@@ -338,8 +338,12 @@ class TfjsArtifactReader implements CheckpointReader {
     return h;
   }
 
-  /** Reads a tensor's stored bytes into `out` (its byteLength), each shard's part concurrently. */
-  private async readRange(loc: Located, out: Uint8Array): Promise<void> {
+  /**
+   * Reads a tensor's stored bytes into `out()` (its byteLength), each shard's part concurrently. `out` is
+   * called right before each read is issued (synchronously with it), so it may return a fresh view of
+   * memory that moved meanwhile (a wasm heap view is detached when the heap grows).
+   */
+  private async readRange(loc: Located, out: () => Uint8Array): Promise<void> {
     const reads: Promise<void>[] = [];
     let done = 0;
     const { paths, starts } = loc.group;
@@ -353,25 +357,33 @@ class TfjsArtifactReader implements CheckpointReader {
       const path = paths[i] as string;
       reads.push(
         this.handle(path).then(async (h) => {
-          const { bytesRead } = await h.read(out, at, n, pos - shardStart);
+          const { bytesRead } = await h.read(out(), at, n, pos - shardStart);
           if (bytesRead !== n) throw new FormatError(`weight shard ${path} is truncated`);
         }),
       );
       done += n;
     }
-    await Promise.all(reads);
+    // All settle before an error is reported: `out` may be memory the caller frees on error.
+    const results = await Promise.allSettled(reads);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
   /**
-   * Reads a float32 tensor stored without quantization straight into `dest` (exactly its bytes; e.g. a
-   * view of the wasm heap, so the weights are not staged in a JavaScript buffer first). Returns false,
+   * Reads a float32 tensor stored without quantization straight into `dest()` (exactly its bytes; e.g. a
+   * view of the wasm heap, so the weights are not staged in a JavaScript buffer first). `dest` is called
+   * right before each read is issued: a view taken earlier may have been detached since. Returns false,
    * reading nothing, for tensors that need decoding (quantized, int, bool): use read() for those.
    */
-  async readInto(name: string, dest: Uint8Array): Promise<boolean> {
+  async readInto(name: string, dest: () => Uint8Array): Promise<boolean> {
     const loc = this.byName.get(name);
     if (!loc) throw new NotFoundError(`no tensor named ${name} in ${this.dir}`);
-    if (loc.entry.dtype !== 'float32' || loc.entry.quantization || dest.byteLength !== loc.byteLength) return false;
-    await this.readRange(loc, dest);
+    if (loc.entry.dtype !== 'float32' || loc.entry.quantization) return false;
+    await this.readRange(loc, () => {
+      const d = dest();
+      if (d.byteLength !== loc.byteLength) throw new RangeError(`${name}: ${d.byteLength} bytes given for ${loc.byteLength}`);
+      return d;
+    });
     return true;
   }
 
@@ -379,7 +391,7 @@ class TfjsArtifactReader implements CheckpointReader {
     const loc = this.byName.get(name);
     if (!loc) throw new NotFoundError(`no tensor named ${name} in ${this.dir}`);
     const bytes = new Uint8Array(loc.byteLength);
-    await this.readRange(loc, bytes);
+    await this.readRange(loc, () => bytes);
     const { entry } = loc;
     const q = entry.quantization;
     const info = { name, dtype: DTYPE_OF[entry.dtype], shape: entry.shape };
@@ -414,7 +426,7 @@ export async function readModelJson(modelJsonPath: string): Promise<ModelJson> {
 export async function openTfjsArtifact(
   modelJsonPath: string,
 ): Promise<
-  CheckpointReader & { model: ModelJson; transposed: ReadonlySet<string>; readInto(name: string, dest: Uint8Array): Promise<boolean> }
+  CheckpointReader & { model: ModelJson; transposed: ReadonlySet<string>; readInto(name: string, dest: () => Uint8Array): Promise<boolean> }
 > {
   const model = await readModelJson(modelJsonPath);
   const dir = dirname(modelJsonPath);

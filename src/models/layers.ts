@@ -103,7 +103,8 @@ interface Matrix {
 
 /** A reader that reads a stored float32 tensor straight into memory it is given (formats/tfjs-artifacts.ts). */
 interface DirectReader {
-  readInto(name: string, dest: Uint8Array): Promise<boolean>;
+  /** `dest` is called right before each read is issued (a view taken earlier may be detached). */
+  readInto(name: string, dest: () => Uint8Array): Promise<boolean>;
 }
 
 function directReader(reader: CheckpointReader): DirectReader | undefined {
@@ -192,16 +193,19 @@ export class CheckpointWeights {
     const heap = backend as unknown as HeapBackend;
     const dataId = heap.write(null, shape, 'float32');
     const tensor = tf.engine().makeTensorFromDataId(dataId, shape, 'float32', backend);
-    // The reads fill this view from libuv's threads. Layers load concurrently, so the heap may grow
-    // meanwhile; V8 grows wasm memory in place (64-bit), so the view's memory stays where it is.
-    const view = heap.typedArrayFromHeap({ dataId, shape, dtype: 'float32' });
-    const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+    // The reads fill the tensor's memory from libuv's threads. Layers load concurrently, so the heap may
+    // grow meanwhile, which detaches every view of it: each read takes a fresh view as it is issued. The
+    // memory itself stays put (V8 grows wasm memory in place on 64-bit), so a read in flight is safe.
+    const info = { dataId, shape, dtype: 'float32' as const };
     let at = 0;
     const reads = parts.map((p) => {
       const n = 4 * p.shape.reduce((a, b) => a * b, 1);
-      const read = direct.readInto(p.name, bytes.subarray(at, at + n));
+      const from = at;
       at += n;
-      return read;
+      return direct.readInto(p.name, () => {
+        const view = heap.typedArrayFromHeap(info);
+        return new Uint8Array(view.buffer, view.byteOffset + from, n);
+      });
     });
     // Every read settles before the tensor may be freed: a read still writing would corrupt the heap.
     const results = await Promise.allSettled(reads);

@@ -77,12 +77,13 @@ export class Text2TextPipeline {
     const config = parseT5Config(modelDir.config);
     const backend = await initBackend(options.backend, log);
     checkMemoryBudget(backend.name, t5WeightBytes(config), spec);
-    // wasm: the heap's pages fault in on libuv's threads while this one builds the tokenizer (no tfjs op
-    // may run meanwhile; see prefaultHeap).
-    const heap = prefaultHeap(t5HeapBytes(config));
+    // wasm: heap pages fault in on libuv's threads while this one builds the tokenizer, until it is built
+    // (no tfjs op may run meanwhile; see prefaultHeap).
+    const loading = loadTokenizer(modelDir.dir, { onNotice: (m) => log.notice(m) });
+    const heap = prefaultHeap(t5HeapBytes(config), loading);
     let tokenizer: Tokenizer;
     try {
-      tokenizer = await loadTokenizer(modelDir.dir, { onNotice: (m) => log.notice(m) });
+      tokenizer = await loading;
     } finally {
       await heap;
     }

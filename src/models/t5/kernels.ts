@@ -1,13 +1,16 @@
 /**
- * The T5 hot path as few kernels as possible. Each function here is one fused kernel on the wasm and cpu
- * backends (plain JavaScript loops over the tensors' memory: the wasm heap or the cpu backend's arrays),
- * and the same computation written with stock tfjs ops on every other backend (tfjs-node-gpu), so model
- * code is backend-agnostic and the two forms can be checked against each other.
+ * The T5 decode step in few kernels. The element-wise work and the data movement of a step are fused
+ * kernels on the wasm and cpu backends (JavaScript loops over the tensors' memory: the wasm heap, or the
+ * cpu backend's arrays); on every other backend (tfjs-node-gpu) the same functions are written with stock
+ * tfjs ops, so model code is backend-agnostic and the two forms are checked against each other in tests.
  *
- * Why (docs/performance-notes.md): a wasm kernel costs ~4 µs plus ~5–20 µs of tfjs bookkeeping, and a
- * plainly written decode step is ~425 of them: an RMS norm is 6, gelu_new gating 7, one attention
- * position over a cache ~10. Fused, a decoder layer is 12 kernels (4 matMuls on XNNPACK, 4 here, 3
- * norms, 1 activation). Sums are taken in float64, so results are at least as accurate as the ops form.
+ * Why (docs/performance-notes.md): each tfjs op costs ~4 µs of kernel plus ~5–20 µs of bookkeeping on
+ * wasm, and a plainly written flan-t5-small step was ~425 of them: an RMS norm is 6 ops, gelu_new gating
+ * 8, appending a position to the self-attention cache 9. Fused, a decoder layer is ~21 kernels (7 XNNPACK
+ * matMuls on weights, 4 small attention products, 3 norms each fused with the residual add before it, one
+ * activation, one cache append, softmaxes and a bias add), ~170 per step. Products stay tfjs matMuls: a
+ * JavaScript loop is ~2× slower per multiply-add than wasm's, so only work that is not multiply-adds moves
+ * here, and the activation only while small (Math.exp is slow, FUSED_ACTIVATION_MAX).
  *
  * Layouts: "rows" tensors are [rows, d] (normalised over the last axis); with `columns` they are [d, n]
  * (the encoder works on transposed activations, normalised over axis 0).
@@ -308,7 +311,7 @@ function register(): void {
 
 let forced: boolean | undefined;
 
-/** Tests: force the ops form (false) or the fused kernels (true) regardless of the backend; undefined resets. */
+/** Tests: `false` forces the ops form on every backend; `undefined` restores the default. */
 export function forceFusedKernels(value: boolean | undefined): void {
   forced = value;
 }

@@ -10,15 +10,16 @@
  * Cost model (docs/performance-notes.md): on wasm, a 2-D matMul goes to XNNPACK, which packs its second
  * operand (the "weights") once per tensor, slowly (~0.25 GB/s), and keeps the packed copy.
  * - Decoder weights are long-lived [in, out] tensors (q|k|v and wi_0|wi_1 side by side, one matMul
- *   each), packed once: a decode step streams them at memory speed.
+ *   each), packed once at load (warmUp): a decode step streams them at memory speed. Converted
+ *   artifacts store them [in, out] already (layout.ts), so loading them is a copy.
  * - The encoder runs once per input on many positions, so it works on transposed activations
  *   xᵀ [dModel, positions] and multiplies the weights as stored (PyTorch's [out, in]): yᵀ = W·xᵀ. XNNPACK
  *   then packs the small activation, never the encoder weights: none of the packing time and memory the
  *   weights would cost at start-up. The cross-attention keys/values are computed the same way, once
  *   per input, from encᵀ (packed once for every decoder layer).
  * - Per step: one position per row against the self-attention cache, the relative position bias read
- *   from a per-distance table (block 0 owns the table, every block reuses it), and the element-wise
- *   work fused into a few kernels (kernels.ts): ~12 kernels per decoder layer.
+ *   from a per-distance table (block 0 owns the table, every block reuses it), and the element-wise work
+ *   and data movement fused (kernels.ts): ~21 kernels per decoder layer, one tf.tidy per step.
  */
 import { prefaultHeap, tf, tfl } from '../../backend/index.js';
 import { FormatError } from '../../errors.js';
