@@ -7,10 +7,10 @@
  * multi-megabyte bundle with cjs-module-lexer to find its named exports (~0.2–0.6 s of start-up).
  * The types are the packages' own.
  */
-import { open } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { UnsupportedError } from '../errors.js';
 import type { BackendChoice, BackendName } from './choice.js';
+import { faultIn } from './fault-in.js';
 import tf = require('@tensorflow/tfjs-core');
 import tfl = require('@tensorflow/tfjs-layers');
 
@@ -118,18 +118,12 @@ interface WasmHeap {
   HEAPU8: Uint8Array;
 }
 
-const PREFAULT_CHUNK = 16 * 2 ** 20;
-/** Reads in flight (each on a libuv thread); more slow down this thread's work on a 2-core machine. */
-const PREFAULT_LANES = 2;
-
 /**
- * wasm only: grows the heap by `bytes` and has libuv's threads fault its pages in (by reading /dev/zero
- * into them), so that the weights and XNNPACK's packed copies that fill it next are written to memory that
- * is already mapped. Each first touch of a page costs ~1 µs in a VM (~0.5 s for flan-t5-small); the reads
- * pay it on another core while this thread does something else (loads the tokenizer). With `until`, no new
- * chunk starts once it settles (pages not reached fault in on first use, as without this). The block is
- * malloc'd while the reads run and freed at the end, so tfjs ops meanwhile get other memory. A no-op on
- * other backends, without /dev/zero, or if malloc fails.
+ * wasm only: grows the heap by `bytes` and faults its pages in on libuv's threads (fault-in.ts), so that
+ * the weights that fill it next are written to memory that is already mapped. With `until`, no new chunk
+ * starts once it settles. The block is malloc'd while the reads run and freed at the end, so tfjs ops
+ * meanwhile get other memory, and the tensors allocated next reuse these (now mapped) pages. A no-op on
+ * other backends or if malloc fails.
  */
 export async function prefaultHeap(bytes: number, until?: Promise<unknown>): Promise<void> {
   if (tf.getBackend() !== 'wasm' || !(bytes > 0)) return;
@@ -137,32 +131,8 @@ export async function prefaultHeap(bytes: number, until?: Promise<unknown>): Pro
   const pointer = heap._malloc(bytes) >>> 0;
   if (pointer === 0) return;
   try {
-    const zero = await open('/dev/zero', 'r').catch(() => undefined);
-    if (!zero) return;
-    try {
-      let next = 0;
-      let stop = false;
-      void until?.then(
-        () => (stop = true),
-        () => (stop = true),
-      );
-      const lane = async (): Promise<void> => {
-        for (let at = next; at < bytes && !stop; at = next) {
-          next += PREFAULT_CHUNK;
-          const n = Math.min(PREFAULT_CHUNK, bytes - at);
-          // A fresh view per read: a tfjs op meanwhile may grow (and so detach) the heap's buffer; the
-          // memory stays in place, so a read in flight is unaffected.
-          await zero.read(new Uint8Array(heap.HEAPU8.buffer, pointer + at, n), 0, n, 0);
-        }
-      };
-      await Promise.all(Array.from({ length: PREFAULT_LANES }, lane));
-    } finally {
-      await zero.close();
-    }
-  } catch {
-    // Only an optimisation: the pages will fault in on first use instead.
+    await faultIn((at, n) => new Uint8Array(heap.HEAPU8.buffer, pointer + at, n), bytes, until);
   } finally {
-    // Back to malloc's free list: the tensors allocated next reuse these (now mapped) pages.
     heap._free(pointer);
   }
 }

@@ -2,7 +2,7 @@
  * Text-to-text generation (transformers' text2text-generation pipeline): a T5-family model directory →
  * tokenizer + model on the chosen backend; texts in, generated texts out, batched with padding.
  */
-import { initBackend, prefaultHeap, type BackendChoice, type BackendInfo } from '../backend/index.js';
+import { initBackend, type BackendChoice, type BackendInfo } from '../backend/index.js';
 import { checkMemoryBudget } from '../backend/budget.js';
 import { UnsupportedError } from '../errors.js';
 import { openCheckpoint } from '../formats/checkpoint.js';
@@ -17,7 +17,7 @@ import {
 } from '../generation/index.js';
 import type { Log } from '../log.js';
 import { parseT5Config } from '../models/t5/config.js';
-import { loadT5, t5HeapBytes, t5WeightBytes, type T5Model } from '../models/t5/model.js';
+import { loadT5, prefaultT5, t5WeightBytes, type T5Model } from '../models/t5/model.js';
 import { loadTokenizer } from '../tokenizers/load.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
 import { openModelDir, type ModelDir } from './model-dir.js';
@@ -80,7 +80,7 @@ export class Text2TextPipeline {
     // wasm: heap pages fault in on libuv's threads while this one builds the tokenizer, until it is built
     // (no tfjs op may run meanwhile; see prefaultHeap).
     const loading = loadTokenizer(modelDir.dir, { onNotice: (m) => log.notice(m) });
-    const heap = prefaultHeap(t5HeapBytes(config), loading);
+    const heap = prefaultT5(config, loading);
     let tokenizer: Tokenizer;
     try {
       tokenizer = await loading;

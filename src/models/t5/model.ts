@@ -25,9 +25,11 @@ import { prefaultHeap, tf, tfl } from '../../backend/index.js';
 import { FormatError } from '../../errors.js';
 import type { CheckpointReader } from '../../formats/tensor.js';
 import type { DecoderState, EncoderBatch, Seq2SeqModel } from '../../generation/seq2seq.js';
-import { attention, CheckpointWeights, InferenceLayer, linear, type Activation } from '../layers.js';
+import { attention, CheckpointWeights, InferenceLayer, type Activation } from '../layers.js';
 import type { T5Config } from './config.js';
 import { addRmsNorm, crossAttentionStep, gatedActivation, rmsNorm, selfAttentionStep, type KeyValues } from './kernels.js';
+import { MatVecEngine } from '../../backend/matvec/engine.js';
+import { engineEnabled, Projection } from '../projection.js';
 import { bucketMatrix, relativePositionBucket } from './relative-position.js';
 
 /** torch.finfo(float32).min: transformers' additive mask value (not -inf, so fully masked rows stay finite). */
@@ -145,14 +147,18 @@ export class T5Attention extends InferenceLayer {
   static className = 'T5Attention';
   readonly args: T5AttentionArgs;
   private readonly inner: number;
-  /** decoder: [dModel, 3·inner] (q|k|v side by side); encoder: [3·inner, dModel] (as stored, stacked). */
+  /** encoder: [3·inner, dModel] (as stored, stacked) */
   private qkv: tf.Tensor2D | undefined;
+  /** encoder: [dModel, inner] (as stored) */
+  private o: tf.Tensor2D | undefined;
+  /** decoder: [dModel, 3·inner] (q|k|v side by side) */
+  private qkvStep: Projection | undefined;
   /** cross: [dModel, inner] */
-  private q: tf.Tensor2D | undefined;
+  private qStep: Projection | undefined;
+  /** decoder and cross: [inner, dModel] */
+  private oStep: Projection | undefined;
   /** cross: [2·inner, dModel] (k and v as stored, stacked) */
   private kv: tf.Tensor2D | undefined;
-  /** encoder: [dModel, inner] (as stored); decoder and cross: [inner, dModel] */
-  private o!: tf.Tensor2D;
   /** relative_attention_bias stored transposed, [heads, numBuckets], so one gather on axis 1 yields heads first. */
   private table: tf.Tensor2D | undefined;
 
@@ -170,12 +176,12 @@ export class T5Attention extends InferenceLayer {
       this.qkv = this.own('qkv', await w.linearStack([n('q'), n('k'), n('v')], d, [i, i, i]));
       this.o = this.own('o', await w.linearStack([n('o')], i, [d]));
     } else if (role === 'decoder') {
-      this.qkv = this.own('qkv', await w.linearConcat([n('q'), n('k'), n('v')], d, [i, i, i]));
-      this.o = this.own('o', await w.linear(n('o'), i, d));
+      this.qkvStep = Projection.from(await w.linearConcat([n('q'), n('k'), n('v')], d, [i, i, i]));
+      this.oStep = Projection.from(await w.linear(n('o'), i, d));
     } else {
-      this.q = this.own('q', await w.linear(n('q'), d, i));
+      this.qStep = Projection.from(await w.linear(n('q'), d, i));
       this.kv = this.own('kv', await w.linearStack([n('k'), n('v')], d, [i, i]));
-      this.o = this.own('o', await w.linear(n('o'), i, d));
+      this.oStep = Projection.from(await w.linear(n('o'), i, d));
     }
     const rb = this.args.relativeBias;
     if (rb) {
@@ -186,9 +192,18 @@ export class T5Attention extends InferenceLayer {
     }
   }
 
-  private weight(w: tf.Tensor2D | undefined): tf.Tensor2D {
+  private weight<T extends tf.Tensor2D | Projection>(w: T | undefined): T {
     if (!w) throw new Error(`${this.name} (${this.args.role}) has no such projection`);
     return w;
+  }
+
+  override get weightBytes(): number {
+    return [this.qkvStep, this.qStep, this.oStep].reduce((n, p) => n + (p?.bytes ?? 0), super.weightBytes);
+  }
+
+  override dispose(): ReturnType<InferenceLayer['dispose']> {
+    for (const p of [this.qkvStep, this.qStep, this.oStep]) p?.dispose();
+    return super.dispose();
   }
 
   /**
@@ -203,7 +218,7 @@ export class T5Attention extends InferenceLayer {
     const [qT, kT, vT] = tf.unstack(parts) as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
     const ctxT = attentionColumns(qT, kT, vT, bias); // [batch, heads, dKv, len]
     const merged = batch === 1 ? ctxT : tf.transpose(ctxT, [1, 2, 0, 3]);
-    return tf.matMul(this.o, tf.reshape(merged, [this.inner, batch * len]));
+    return tf.matMul(this.weight(this.o), tf.reshape(merged, [this.inner, batch * len]));
   }
 
   /**
@@ -213,17 +228,17 @@ export class T5Attention extends InferenceLayer {
    */
   step(n: tf.Tensor2D, past: KV | undefined, table: tf.Tensor4D, start: number): { out: tf.Tensor2D; kv: KV } {
     const { numHeads: h, dKv } = this.args;
-    const { ctx, kv } = selfAttentionStep(tf.matMul(n, this.weight(this.qkv)), past, table, start, h, dKv);
-    return { out: tf.matMul(ctx, this.o), kv };
+    const { ctx, kv } = selfAttentionStep(this.weight(this.qkvStep).apply(n), past, table, start, h, dKv);
+    return { out: this.weight(this.oStep).apply(ctx), kv };
   }
 
   /** Decoder self-attention over `len` positions per row, n [rows·len, dModel]; `bias` includes the causal mask. */
   decoderSelf(n: tf.Tensor2D, rows: number, len: number, bias: tf.Tensor | undefined): tf.Tensor2D {
     const { numHeads: h, dKv } = this.args;
-    const y = tf.reshape(tf.matMul(n, this.weight(this.qkv)), [rows, len, 3, h, dKv]);
+    const y = tf.reshape(this.weight(this.qkvStep).apply(n), [rows, len, 3, h, dKv]);
     const [q, k, v] = tf.unstack(tf.transpose(y, [2, 0, 3, 1, 4])) as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
     const ctx = attention(q, k, v, bias); // [rows, heads, len, dKv]
-    return tf.matMul(tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), [rows * len, this.inner]), this.o);
+    return this.weight(this.oStep).apply(tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), [rows * len, this.inner]));
   }
 
   /** Keys and values of the encoder output encᵀ [dModel, batch·len] (normed), computed once per input. */
@@ -252,23 +267,24 @@ export class T5Attention extends InferenceLayer {
    */
   crossStep(n: tf.Tensor2D, kv: CrossKV, mask: tf.Tensor | undefined): tf.Tensor2D {
     const { numHeads: h, dKv } = this.args;
-    const q: tf.Tensor2D = tf.matMul(n, this.weight(this.q)); // [rows, inner]
-    if ('vT' in kv) return tf.matMul(crossAttentionStep(q, kv.k, kv.vT, mask, h, dKv), this.o);
+    const o = this.weight(this.oStep);
+    const q = this.weight(this.qStep).apply(n); // [rows, inner]
+    if ('vT' in kv) return o.apply(crossAttentionStep(q, kv.k, kv.vT, mask, h, dKv));
     const qh = tf.split(q, h, 1); // heads × [rows, dKv]
     let scores = tf.concat(qh.map((x, i) => tf.matMul(x, kv.headsKT[i] as tf.Tensor2D)), 0) as tf.Tensor2D; // [heads·rows, encLen]
     if (mask) scores = tf.add(scores, mask);
     const p = tf.split(tf.softmax(scores), h, 0);
-    return tf.matMul(tf.concat(p.map((ph, i) => tf.matMul(ph, kv.headsV[i] as tf.Tensor2D)), 1), this.o); // via [rows, heads·dKv]
+    return o.apply(tf.concat(p.map((ph, i) => tf.matMul(ph, kv.headsV[i] as tf.Tensor2D)), 1) as tf.Tensor2D); // via [rows, heads·dKv]
   }
 
   /** `len` positions per row, n [rows·len, dModel], attending to the encoder; mask [rows, 1, 1, encLen]. */
   crossMulti(n: tf.Tensor2D, rows: number, len: number, kv: RowsKV, mask: tf.Tensor | undefined): tf.Tensor2D {
     const { numHeads: h, dKv } = this.args;
-    const q = tf.transpose(tf.reshape(tf.matMul(n, this.weight(this.q)), [rows, len, h, dKv]), [0, 2, 1, 3]);
+    const q = tf.transpose(tf.reshape(this.weight(this.qStep).apply(n), [rows, len, h, dKv]), [0, 2, 1, 3]);
     let scores = tf.matMul(q, kv.k, false, true); // [rows, heads, len, encLen]
     if (mask) scores = tf.add(scores, mask);
     const ctx = tf.matMul(tf.softmax(scores), kv.vT, false, true); // [rows, heads, len, dKv]
-    return tf.matMul(tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), [rows * len, this.inner]), this.o);
+    return this.weight(this.oStep).apply(tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), [rows * len, this.inner]));
   }
 
   private get bias(): { table: tf.Tensor2D; numBuckets: number; maxDistance: number; bidirectional: boolean } {
@@ -341,10 +357,14 @@ export interface T5FeedForwardArgs {
 export class T5FeedForward extends InferenceLayer {
   static className = 'T5FeedForward';
   readonly args: T5FeedForwardArgs;
-  /** decoder: [dModel, dFf] or, gated, [dModel, 2·dFf] (wi_0|wi_1 side by side); encoder: the transpose. */
-  private wi!: tf.Tensor2D;
-  /** decoder: [dFf, dModel]; encoder: [dModel, dFf] (as stored) */
-  private wo!: tf.Tensor2D;
+  /** encoder: [dFf, dModel] or, gated, [2·dFf, dModel] (wi_0 and wi_1 as stored, stacked) */
+  private wi: tf.Tensor2D | undefined;
+  /** encoder: [dModel, dFf] (as stored) */
+  private wo: tf.Tensor2D | undefined;
+  /** decoder: [dModel, dFf] or, gated, [dModel, 2·dFf] (wi_0|wi_1 side by side) */
+  private wiStep: Projection | undefined;
+  /** decoder: [dFf, dModel] */
+  private woStep: Projection | undefined;
 
   constructor(args: T5FeedForwardArgs) {
     super({ name: args.name, trainable: false });
@@ -360,9 +380,24 @@ export class T5FeedForward extends InferenceLayer {
       this.wi = this.own('wi', await w.linearStack(wi, dModel, outs));
       this.wo = this.own('wo', await w.linearStack([wo], dFf, [dModel]));
     } else {
-      this.wi = this.own('wi', await w.linearConcat(wi, dModel, outs));
-      this.wo = this.own('wo', await w.linear(wo, dFf, dModel));
+      this.wiStep = Projection.from(await w.linearConcat(wi, dModel, outs));
+      this.woStep = Projection.from(await w.linear(wo, dFf, dModel));
     }
+  }
+
+  private weight<T extends tf.Tensor2D | Projection>(w: T | undefined): T {
+    if (!w) throw new Error(`${this.name} (${this.args.role}) has no such weight`);
+    return w;
+  }
+
+  override get weightBytes(): number {
+    return super.weightBytes + (this.wiStep?.bytes ?? 0) + (this.woStep?.bytes ?? 0);
+  }
+
+  override dispose(): ReturnType<InferenceLayer['dispose']> {
+    this.wiStep?.dispose();
+    this.woStep?.dispose();
+    return super.dispose();
   }
 
   private get plainRelu(): boolean {
@@ -372,15 +407,19 @@ export class T5FeedForward extends InferenceLayer {
   /** Decoder: n [rows, dModel] → [rows, dModel]. */
   forward(n: tf.Tensor2D): tf.Tensor2D {
     const { activation, gated } = this.args;
-    if (this.plainRelu) return tf.matMul(linear(n, this.wi, undefined, 'relu'), this.wo);
-    return tf.matMul(gatedActivation(tf.matMul(n, this.wi), activation, gated), this.wo);
+    const wi = this.weight(this.wiStep);
+    const wo = this.weight(this.woStep);
+    if (this.plainRelu) return wo.apply(tf.relu(wi.apply(n)));
+    return wo.apply(gatedActivation(wi.apply(n), activation, gated));
   }
 
   /** Encoder: nᵀ [dModel, n] → [dModel, n]. */
   forwardColumns(nT: tf.Tensor2D): tf.Tensor2D {
     const { activation, gated } = this.args;
-    if (this.plainRelu) return tf.matMul(this.wo, tf.fused.matMul({ a: this.wi, b: nT, activation: 'relu' }) as tf.Tensor2D);
-    return tf.matMul(this.wo, gatedActivation(tf.matMul(this.wi, nT), activation, gated, true));
+    const wi = this.weight(this.wi);
+    const wo = this.weight(this.wo);
+    if (this.plainRelu) return tf.matMul(wo, tf.fused.matMul({ a: wi, b: nT, activation: 'relu' }) as tf.Tensor2D);
+    return tf.matMul(wo, gatedActivation(tf.matMul(wi, nT), activation, gated, true));
   }
 
   override call(inputs: Inputs): tf.Tensor {
@@ -489,6 +528,16 @@ export class T5Block extends InferenceLayer {
     for (const part of this.parts) await part.load(w);
   }
 
+  override get weightBytes(): number {
+    return this.parts.reduce((n, p) => n + p.weightBytes, 0);
+  }
+
+  /** The sub-layers free their weights, including the projections outside tfjs. */
+  override dispose(): ReturnType<InferenceLayer['dispose']> {
+    const n = this.parts.reduce((k, p) => k + p.dispose().numDisposedVariables, 0);
+    return { refCountAfterDispose: 0, numDisposedVariables: n };
+  }
+
   private cross(): { norm: T5LayerNorm; attention: T5Attention } {
     if (!this.crossNorm || !this.crossAttention) throw new Error(`${this.name} is not a decoder block`);
     return { norm: this.crossNorm, attention: this.crossAttention };
@@ -582,7 +631,9 @@ export class T5SharedEmbedding extends InferenceLayer {
   readonly config: T5Config;
   /** [vocab, dModel]; undefined when tied (then the head's columns are the embeddings). */
   private embedding: tf.Tensor2D | undefined;
-  private head!: tf.Tensor2D; // [dModel, vocab]
+  /** [dModel, vocab] when tied (the embeddings are its columns), else undefined. */
+  private table: tf.Tensor2D | undefined;
+  private head!: Projection; // [dModel, vocab]
 
   constructor(args: { name?: string; config: T5Config }) {
     super({ name: args.name ?? 'shared', trainable: false });
@@ -597,30 +648,45 @@ export class T5SharedEmbedding extends InferenceLayer {
     if (tieWordEmbeddings) {
       // Stored once, transposed: the lm_head wants [dModel, vocab] for the fast matMul path, and an
       // embedding lookup is a gather of columns (tiny next to the head's matMul).
-      this.head = this.own('weight', await w.linear(name, dModel, vocabSize));
+      this.table = this.own('weight', await w.linear(name, dModel, vocabSize));
+      this.head = Projection.from(this.table, true);
     } else {
       this.embedding = this.own('weight', (await w.tensor(name, [vocabSize, dModel])) as tf.Tensor2D);
-      this.head = this.own('lm_head', await w.linear('lm_head.weight', dModel, vocabSize));
+      this.head = Projection.from(await w.linear('lm_head.weight', dModel, vocabSize));
     }
+  }
+
+  override get weightBytes(): number {
+    return super.weightBytes + (this.table ? 0 : this.head.bytes);
+  }
+
+  override dispose(): ReturnType<InferenceLayer['dispose']> {
+    this.head?.dispose();
+    return super.dispose();
+  }
+
+  private get columns(): tf.Tensor2D {
+    if (!this.table) throw new Error('the embedding table is not tied to the head');
+    return this.table;
   }
 
   /** ids [n] → [n, dModel]. */
   embed(ids: tf.Tensor1D): tf.Tensor2D {
     if (this.embedding) return tf.gather(this.embedding, ids);
-    return transpose2d(tf.gather(this.head, ids, 1));
+    return transpose2d(tf.gather(this.columns, ids, 1));
   }
 
   /** ids [n] → [dModel, n] (the encoder's transposed layout). */
   embedColumns(ids: tf.Tensor1D): tf.Tensor2D {
     if (this.embedding) return transpose2d(tf.gather(this.embedding, ids));
-    return tf.gather(this.head, ids, 1);
+    return tf.gather(this.columns, ids, 1);
   }
 
   /** Decoder output x [rows, dModel] → logits [rows, vocab]. */
   logits(x: tf.Tensor2D): tf.Tensor2D {
     // Mesh TensorFlow rescales before the tied projection; transformers multiplies by d_model^-0.5.
-    const h = this.embedding ? x : tf.mul(x, this.config.dModel ** -0.5);
-    return tf.matMul(h, this.head);
+    const h = this.embedding ? x : tf.mul<tf.Tensor2D>(x, this.config.dModel ** -0.5);
+    return this.head.apply(h);
   }
 
   override call(inputs: Inputs): tf.Tensor {
@@ -1024,14 +1090,34 @@ export function t5WeightBytes(c: T5Config): number {
   return 4 * (encoder + decoder + embeddings);
 }
 
-/**
- * Bytes the wasm heap holds for a loaded model: the float32 weights plus XNNPACK's packed copy of the
- * matrices decode steps multiply (the decoder's and the lm_head; the encoder's are never packed).
- */
-export function t5HeapBytes(c: T5Config): number {
+/** Float32 bytes of the matrices a decode step multiplies: the decoder's and the lm_head. */
+function t5StepMatrixBytes(c: T5Config): number {
   const inner = c.numHeads * c.dKv;
   const decoder = c.numDecoderLayers * (6 * c.dModel * inner + (c.gated ? 3 : 2) * c.dModel * c.dFf);
-  return t5WeightBytes(c) + 4 * (decoder + c.vocabSize * c.dModel);
+  return 4 * (decoder + c.vocabSize * c.dModel);
+}
+
+/**
+ * Bytes the wasm heap holds for a loaded model: the float32 weights, plus, without the matvec engine,
+ * XNNPACK's packed copy of the decode step's matrices (the encoder's are never packed). With the engine
+ * the step's matrices pass through the heap while loading and are then freed.
+ */
+export function t5HeapBytes(c: T5Config, engine = engineEnabled()): number {
+  return t5WeightBytes(c) + (engine ? 0 : t5StepMatrixBytes(c));
+}
+
+/** Bytes the matvec engine holds for a loaded model, plus room to stage the largest matrix while it packs. */
+export function t5EngineBytes(c: T5Config): number {
+  return t5StepMatrixBytes(c) + 4 * c.vocabSize * c.dModel;
+}
+
+/**
+ * wasm: grows the memory a model's weights will fill (the heap, and the matvec engine's where it runs)
+ * and faults its pages in on libuv's threads, until `until` settles (no tfjs op may run meanwhile).
+ */
+export async function prefaultT5(config: T5Config, until?: Promise<unknown>): Promise<void> {
+  const engine = engineEnabled() && tf.getBackend() === 'wasm' ? MatVecEngine.shared().reserve(t5EngineBytes(config), until) : undefined;
+  await Promise.all([prefaultHeap(t5HeapBytes(config), until), engine]);
 }
 
 /**
@@ -1047,7 +1133,7 @@ export async function loadT5(
   options: { warmUp?: boolean; prefault?: boolean } = {},
 ): Promise<T5Model> {
   const wasm = tf.getBackend() === 'wasm';
-  if (options.prefault ?? wasm) await prefaultHeap(t5HeapBytes(config));
+  if (options.prefault ?? wasm) await prefaultT5(config);
   const model = new T5ForConditionalGeneration(config);
   try {
     await model.load(new CheckpointWeights(reader));

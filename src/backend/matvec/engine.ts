@@ -1,0 +1,270 @@
+/**
+ * The matvec engine: weight matrices packed in its own shared WebAssembly memory and multiplied by a few
+ * rows of activations (a decode step's x @ W) on every core.
+ *
+ * Why it exists (docs/performance.md, "Decode step"): a batch-1 decode step streams all the decoder's
+ * weights and the lm_head once, so its speed is memory bandwidth. The tfjs wasm backend is single-threaded
+ * in Node and its XNNPACK kernel reads ~9 GB/s on this machine kind; one core cannot go past ~12 GB/s from
+ * WebAssembly at all, both cores together ~20 GB/s. The engine packs each matrix once into the one
+ * layout its kernel streams (kernel-wasm.ts) and splits each product between the calling thread and
+ * worker threads sharing the memory (protocol.ts). It holds the only copy of the matrices it packs:
+ * XNNPACK keeps no packed duplicate of them, which also shortens the model's warm-up.
+ *
+ * The results do not depend on the number of threads or rows (each output's sum is formed the same way).
+ */
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { faultIn } from '../fault-in.js';
+import { BLOCK, matVecModuleBytes } from './kernel-wasm.js';
+import * as P from './protocol.js';
+
+const PAGE = 65536;
+const MAX_PAGES = 65536;
+const ALIGN = 64;
+/** Chunks per job (load balance between threads that may start late) and the smallest chunk, in blocks. */
+const CHUNKS = 16;
+const MIN_CHUNK = 4;
+/** Below this many multiply-adds a product runs on the calling thread alone (sync costs more). */
+const PARALLEL_MIN_WORK = 64 * 1024;
+/** Most threads worth using: beyond 4 the memory bus, not the cores, limits a decode step. */
+const MAX_THREADS = 4;
+/** A worker that stops answering mid-job is a bug; fail loudly instead of spinning forever. */
+const STALL_MS = 30_000;
+
+/** A matrix [k, n] packed for the kernel: ⌈n/8⌉ blocks of kPadded rows × 8 columns. */
+export interface PackedMatrix {
+  readonly k: number;
+  readonly n: number;
+  /** k rounded up to even (the kernel takes two rows of the matrix per step). */
+  readonly kPadded: number;
+  readonly blocks: number;
+  /** Byte offset in the engine's memory. */
+  readonly at: number;
+  readonly bytes: number;
+}
+
+interface Range {
+  at: number;
+  bytes: number;
+}
+
+/** First-fit allocator over the engine memory, growing it as needed. Frees coalesce with neighbours. */
+class Arena {
+  private free: Range[] = [];
+  private top: number;
+
+  constructor(
+    private readonly memory: WebAssembly.Memory,
+    start: number,
+  ) {
+    this.top = start;
+  }
+
+  alloc(bytes: number): number {
+    const size = Math.ceil(bytes / ALIGN) * ALIGN;
+    const i = this.free.findIndex((r) => r.bytes >= size);
+    if (i >= 0) {
+      const r = this.free[i] as Range;
+      const at = r.at;
+      if (r.bytes === size) this.free.splice(i, 1);
+      else {
+        r.at += size;
+        r.bytes -= size;
+      }
+      return at;
+    }
+    const at = this.top;
+    const end = at + size;
+    const have = this.memory.buffer.byteLength;
+    if (end > have) {
+      const pages = Math.ceil((end - have) / PAGE);
+      if (have / PAGE + pages > MAX_PAGES) throw new RangeError(`the matvec engine needs ${end} bytes, more than WebAssembly's 4 GiB`);
+      this.memory.grow(pages);
+    }
+    this.top = end;
+    return at;
+  }
+
+  release(at: number, bytes: number): void {
+    const size = Math.ceil(bytes / ALIGN) * ALIGN;
+    this.free.push({ at, bytes: size });
+    this.free.sort((a, b) => a.at - b.at);
+    const merged: Range[] = [];
+    for (const r of this.free) {
+      const last = merged[merged.length - 1];
+      if (last && last.at + last.bytes === r.at) last.bytes += r.bytes;
+      else merged.push({ ...r });
+    }
+    const tail = merged[merged.length - 1];
+    if (tail && tail.at + tail.bytes === this.top) {
+      this.top = tail.at;
+      merged.pop();
+    }
+    this.free = merged;
+  }
+}
+
+export class MatVecEngine {
+  private readonly memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
+  private readonly ctl = new Int32Array(this.memory.buffer, 0, P.CONTROL_BYTES / 4);
+  private readonly arena = new Arena(this.memory, P.CONTROL_BYTES);
+  private readonly mv: P.MvFunction;
+  private readonly packBlocks: P.PackFunction;
+  private readonly workers: Worker[] = [];
+  private seq = 0;
+  private scratch: Range = { at: 0, bytes: 0 };
+  /** Threads that compute a product: the caller plus the workers started. */
+  readonly threads: number;
+
+  /** Most code wants shared(); a separate engine has its own memory and workers (tests). */
+  constructor(threads: number) {
+    const module = new WebAssembly.Module(matVecModuleBytes());
+    const kernels = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as { mv: P.MvFunction; pack: P.PackFunction };
+    this.mv = kernels.mv;
+    this.packBlocks = kernels.pack;
+    P.closeClaims(this.ctl);
+    for (let i = 1; i < threads; i++) {
+      const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: { module, memory: this.memory } });
+      // A failed worker only means fewer helpers: claims left unclaimed are run by the caller.
+      worker.on('error', () => undefined);
+      worker.unref();
+      this.workers.push(worker);
+    }
+    this.threads = 1 + this.workers.length;
+  }
+
+  private static instance: MatVecEngine | undefined;
+
+  /** The process's engine, started on first use with `threads` (default: the cores, at most 4). */
+  static shared(threads?: number): MatVecEngine {
+    this.instance ??= new MatVecEngine(Math.max(1, Math.min(threads ?? availableParallelism(), MAX_THREADS)));
+    return this.instance;
+  }
+
+  /** Whether the process's engine has been started (tests, `tfhf env`). */
+  static get started(): MatVecEngine | undefined {
+    return this.instance;
+  }
+
+  private f32(): Float32Array {
+    return new Float32Array(this.memory.buffer);
+  }
+
+  /** Packs src, a row-major [k, n] matrix (x @ W's W), into engine memory. */
+  pack(src: Float32Array, k: number, n: number): PackedMatrix {
+    if (src.length !== k * n) throw new RangeError(`pack: ${src.length} values for a ${k}×${n} matrix`);
+    const kPadded = k + (k & 1);
+    const blocks = Math.ceil(n / BLOCK);
+    const bytes = blocks * kPadded * BLOCK * 4;
+    const at = this.arena.alloc(bytes);
+    // The source goes through engine memory so that the copy into blocks is a wasm loop (~10× a JS one).
+    const staging = this.arena.alloc(src.byteLength);
+    try {
+      const mem = this.f32();
+      mem.set(src, staging / 4);
+      const full = Math.floor(n / BLOCK);
+      const blockBytes = kPadded * BLOCK * 4;
+      this.packBlocks(staging, at, k, n, full, blockBytes);
+      for (let b = full; b < blocks; b++) {
+        // The last, partial block: its missing columns are zeros.
+        let d = (at + b * blockBytes) / 4;
+        for (let i = 0; i < k; i++, d += BLOCK) {
+          for (let c = 0; c < BLOCK; c++) mem[d + c] = b * BLOCK + c < n ? (src[i * n + b * BLOCK + c] as number) : 0;
+        }
+      }
+      if (kPadded !== k) for (let b = 0; b < blocks; b++) mem.fill(0, (at + b * blockBytes) / 4 + k * BLOCK, (at + (b + 1) * blockBytes) / 4);
+    } finally {
+      this.arena.release(staging, src.byteLength);
+    }
+    return { k, n, kPadded, blocks, at, bytes };
+  }
+
+  /**
+   * Grows the memory by `bytes` and faults the new pages in on libuv's threads until `until` settles
+   * (fault-in.ts): the packs that follow then write to mapped memory. The block is held while the reads
+   * run, so no pack lands in it meanwhile, and freed at the end for the packs to reuse.
+   */
+  async reserve(bytes: number, until?: Promise<unknown>): Promise<void> {
+    if (!(bytes > 0)) return;
+    const at = this.arena.alloc(bytes);
+    try {
+      await faultIn((from, n) => new Uint8Array(this.memory.buffer, at + from, n), bytes, until);
+    } finally {
+      this.arena.release(at, bytes);
+    }
+  }
+
+  free(m: PackedMatrix): void {
+    this.arena.release(m.at, m.bytes);
+  }
+
+  private scratchAt(bytes: number): number {
+    if (this.scratch.bytes < bytes) {
+      if (this.scratch.bytes > 0) this.arena.release(this.scratch.at, this.scratch.bytes);
+      this.scratch = { at: this.arena.alloc(bytes), bytes };
+    }
+    return this.scratch.at;
+  }
+
+  /** out[rows, n] = x[rows, k] @ m, x and out row-major. */
+  multiply(x: Float32Array, rows: number, m: PackedMatrix, out: Float32Array): void {
+    const { k, n, kPadded, blocks } = m;
+    if (x.length < rows * k || out.length < rows * n) throw new RangeError('multiply: arrays smaller than rows × k / rows × n');
+    const xStride = kPadded * 4;
+    const yStride = blocks * BLOCK * 4;
+    const xAt = this.scratchAt(rows * (xStride + yStride));
+    const yAt = xAt + rows * xStride;
+    const mem = this.f32();
+    if (kPadded === k) mem.set(x.subarray(0, rows * k), xAt / 4);
+    else
+      for (let r = 0; r < rows; r++) {
+        mem.set(x.subarray(r * k, (r + 1) * k), xAt / 4 + r * kPadded);
+        mem[xAt / 4 + r * kPadded + k] = 0;
+      }
+    this.run(xAt, m.at, yAt, kPadded, rows, xStride, yStride, blocks);
+    if (n === blocks * BLOCK) out.set(mem.subarray(yAt / 4, yAt / 4 + rows * n));
+    else for (let r = 0; r < rows; r++) out.set(mem.subarray(yAt / 4 + (r * yStride) / 4, yAt / 4 + (r * yStride) / 4 + n), r * n);
+  }
+
+  private run(x: number, w: number, y: number, k: number, rows: number, xStride: number, yStride: number, blocks: number): void {
+    if (this.workers.length === 0 || blocks < 2 * MIN_CHUNK || rows * k * blocks * BLOCK < PARALLEL_MIN_WORK) {
+      this.mv(x, w, y, k, rows, xStride, yStride, 0, blocks);
+      return;
+    }
+    const chunk = Math.max(MIN_CHUNK, Math.ceil(blocks / CHUNKS));
+    const chunks = Math.ceil(blocks / chunk);
+    const ctl = this.ctl;
+    Atomics.store(ctl, P.PARAM_X, x);
+    Atomics.store(ctl, P.PARAM_W, w);
+    Atomics.store(ctl, P.PARAM_Y, y);
+    Atomics.store(ctl, P.PARAM_K, k);
+    Atomics.store(ctl, P.PARAM_ROWS, rows);
+    Atomics.store(ctl, P.PARAM_X_STRIDE, xStride);
+    Atomics.store(ctl, P.PARAM_Y_STRIDE, yStride);
+    Atomics.store(ctl, P.PARAM_BLOCKS, blocks);
+    Atomics.store(ctl, P.PARAM_CHUNK, chunk);
+    Atomics.store(ctl, P.FINISHED, 0);
+    const seq = (this.seq = (this.seq % 0x3fffffff) + 1);
+    Atomics.store(ctl, P.CLAIM, P.openClaim(seq));
+    Atomics.store(ctl, P.SEQ, seq);
+    Atomics.notify(ctl, P.SEQ);
+    P.runChunks(ctl, seq, this.mv);
+    // Other threads may still be finishing chunks they claimed.
+    if (Atomics.load(ctl, P.FINISHED) < chunks) {
+      const since = performance.now();
+      for (let spins = 1; Atomics.load(ctl, P.FINISHED) < chunks; spins++) {
+        if ((spins & 4095) === 0 && performance.now() - since > STALL_MS) throw new Error('a matvec engine worker stopped mid-product');
+      }
+    }
+    P.closeClaims(ctl);
+  }
+
+  /** Stops the workers (tests; a CLI process just exits). */
+  async close(): Promise<void> {
+    Atomics.store(this.ctl, P.SEQ, P.QUIT);
+    Atomics.notify(this.ctl, P.SEQ);
+    await Promise.all(this.workers.map((w) => w.terminate()));
+    this.workers.length = 0;
+    if (MatVecEngine.instance === this) MatVecEngine.instance = undefined;
+  }
+}

@@ -1,0 +1,243 @@
+/**
+ * The bytes of a small WebAssembly module with one SIMD function: rows of x times a packed weight matrix.
+ * Emitted here rather than shipped as a binary or compiled from a toolchain: it is a few dozen
+ * instructions, and the source of every byte stays readable and reviewable next to the engine using it.
+ *
+ * mv(x, w, y, k, rows, xStride, yStride, b, bEnd): for each 8-column block b ≤ j < bEnd of the packed
+ * matrix w (block j holds k × 8 floats: row i's 8 columns contiguous) and each of `rows` input rows
+ * (x + r·xStride, k floats, k even), writes 8 outputs at y + r·yStride + 32·j. Strides and pointers are
+ * byte offsets into the imported shared memory.
+ *
+ * Why this shape (measured on the 2-core EPYC VM, docs/performance.md): a batch-1 decode step is memory
+ * bound, and one sequential stream of weights with independent accumulators (even and odd k, two
+ * 4-column halves: four f32x4 chains) reads DRAM at ~11 GB/s per core, against ~9 GB/s for XNNPACK's
+ * fully-connected kernel and ~6 GB/s for a row-major dot-product kernel. Each output is the sum of its
+ * even-k and odd-k partial sums, the same for every row count and thread split, so batched results equal
+ * unbatched ones bit for bit.
+ */
+
+const I32 = 0x7f;
+const V128 = 0x7b;
+
+const enum Op {
+  block = 0x02,
+  loop = 0x03,
+  br = 0x0c,
+  brIf = 0x0d,
+  end = 0x0b,
+  localGet = 0x20,
+  localSet = 0x21,
+  i32Const = 0x41,
+  i32LtU = 0x49,
+  i32GeU = 0x4f,
+  i32Add = 0x6a,
+  i32Mul = 0x6c,
+  i32Shl = 0x74,
+  simd = 0xfd,
+}
+
+const enum Simd {
+  load = 0x00,
+  load32Splat = 0x09,
+  store = 0x0b,
+  const = 0x0c,
+  f32x4Add = 0xe4,
+  f32x4Mul = 0xe6,
+}
+
+function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let byte = n & 0x7f;
+    n >>>= 7;
+    if (n !== 0) byte |= 0x80;
+    out.push(byte);
+  } while (n !== 0);
+  return out;
+}
+
+function sleb(n: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const byte = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && (byte & 0x40) === 0) || (n === -1 && (byte & 0x40) !== 0)) return [...out, byte];
+    out.push(byte | 0x80);
+  }
+}
+
+const vec = (items: number[][]): number[] => [...uleb(items.length), ...items.flat()];
+const section = (id: number, body: number[]): number[] => [id, ...uleb(body.length), ...body];
+const name = (s: string): number[] => vec([...Buffer.from(s, 'utf8')].map((b) => [b]));
+
+/** An instruction stream with the few instructions the kernel needs. */
+class Code {
+  readonly bytes: number[] = [];
+  get(l: number): this {
+    this.bytes.push(Op.localGet, ...uleb(l));
+    return this;
+  }
+  set(l: number): this {
+    this.bytes.push(Op.localSet, ...uleb(l));
+    return this;
+  }
+  i32(c: number): this {
+    this.bytes.push(Op.i32Const, ...sleb(c));
+    return this;
+  }
+  op(...ops: Op[]): this {
+    this.bytes.push(...ops);
+    return this;
+  }
+  simd(op: Simd, ...immediates: number[]): this {
+    this.bytes.push(Op.simd, ...uleb(op), ...immediates);
+    return this;
+  }
+  /** v128.load / store / load32_splat with a byte offset (alignment hint: 4 bytes). */
+  mem(op: Simd, offset: number): this {
+    return this.simd(op, 2, ...uleb(offset));
+  }
+  zero(): this {
+    return this.simd(Simd.const, ...new Array<number>(16).fill(0));
+  }
+  /** local += a */
+  addTo(local: number, emitA: () => void): this {
+    this.get(local);
+    emitA();
+    this.simd(Simd.f32x4Add).set(local);
+    return this;
+  }
+  /** br / br_if to the enclosing construct `depth` levels out. */
+  branch(kind: Op.br | Op.brIf, depth: number): this {
+    this.bytes.push(kind, ...uleb(depth));
+    return this;
+  }
+  /** Structured control: block/loop with an empty block type. */
+  open(kind: Op.block | Op.loop): this {
+    this.bytes.push(kind, 0x40);
+    return this;
+  }
+}
+
+// Parameters and locals of mv, by index.
+const X = 0;
+const W = 1;
+const Y = 2;
+const K = 3;
+const ROWS = 4;
+const X_STRIDE = 5;
+const Y_STRIDE = 6;
+const B = 7;
+const B_END = 8;
+const PARAMS = 9;
+const P = 9; // weight pointer in the current block
+const PB = 10; // start of the current block
+const XP = 11; // x pointer in the current row
+const XEND = 12;
+const XROW = 13;
+const YP = 14;
+const R = 15; // row counter
+const I32_LOCALS = 7;
+const XV = 16; // splatted x[i]
+const A = [17, 18, 19, 20]; // accumulators: [even k | odd k] × [columns 0–3 | 4–7]
+const V128_LOCALS = 5;
+
+function mvBody(): number[] {
+  const c = new Code();
+  // PB = w + b·(32·k): blocks are k rows of 8 floats.
+  c.get(W).get(B).get(K).op(Op.i32Mul).i32(5).op(Op.i32Shl, Op.i32Add).set(PB);
+  c.open(Op.block).open(Op.loop); // blocks
+  c.get(B).get(B_END).op(Op.i32GeU).branch(Op.brIf, 1);
+  c.get(X).set(XROW);
+  c.get(Y).get(B).i32(5).op(Op.i32Shl, Op.i32Add).set(YP);
+  c.i32(0).set(R);
+  c.open(Op.loop); // rows
+  for (const a of A) c.zero().set(a);
+  c.get(PB).set(P);
+  c.get(XROW).set(XP);
+  c.get(XROW).get(K).i32(2).op(Op.i32Shl, Op.i32Add).set(XEND);
+  c.open(Op.loop); // k, two at a time
+  for (let parity = 0; parity < 2; parity++) {
+    c.get(XP).mem(Simd.load32Splat, 4 * parity).set(XV);
+    for (let half = 0; half < 2; half++) {
+      c.addTo(A[2 * parity + half] as number, () => c.get(XV).get(P).mem(Simd.load, 32 * parity + 16 * half).simd(Simd.f32x4Mul));
+    }
+  }
+  c.get(P).i32(64).op(Op.i32Add).set(P);
+  c.get(XP).i32(8).op(Op.i32Add).set(XP);
+  c.get(XP).get(XEND).op(Op.i32LtU).branch(Op.brIf, 0);
+  c.op(Op.end); // k
+  for (let half = 0; half < 2; half++) {
+    c.get(YP)
+      .get(A[half] as number)
+      .get(A[2 + half] as number)
+      .simd(Simd.f32x4Add)
+      .mem(Simd.store, 16 * half);
+  }
+  c.get(XROW).get(X_STRIDE).op(Op.i32Add).set(XROW);
+  c.get(YP).get(Y_STRIDE).op(Op.i32Add).set(YP);
+  c.get(R).i32(1).op(Op.i32Add).set(R);
+  c.get(R).get(ROWS).op(Op.i32LtU).branch(Op.brIf, 0);
+  c.op(Op.end); // rows
+  c.get(PB).get(K).i32(5).op(Op.i32Shl, Op.i32Add).set(PB);
+  c.get(B).i32(1).op(Op.i32Add).set(B);
+  c.branch(Op.br, 0);
+  c.op(Op.end, Op.end); // blocks loop, outer block
+  c.op(Op.end); // function
+  return [...vec([[...uleb(I32_LOCALS), I32], [...uleb(V128_LOCALS), V128]]), ...c.bytes];
+}
+
+// pack(src, dst, k, n, blocks, blockBytes): the first `blocks` full 8-column blocks of the row-major
+// [k, n] matrix at src, each written as k rows of 8 floats at dst + b·blockBytes (padding is the caller's).
+const SRC = 0;
+const DST = 1;
+const PK = 2;
+const PN = 3;
+const PBLOCKS = 4;
+const BLOCK_BYTES = 5;
+const PACK_PARAMS = 6;
+const S = 6;
+const D = 7;
+const PI = 8;
+const ROW_BYTES = 9;
+const PB_ = 10;
+const PACK_I32_LOCALS = 5;
+
+function packBody(): number[] {
+  const c = new Code();
+  c.get(PN).i32(2).op(Op.i32Shl).set(ROW_BYTES);
+  c.i32(0).set(PB_);
+  c.open(Op.block).open(Op.loop); // blocks
+  c.get(PB_).get(PBLOCKS).op(Op.i32GeU).branch(Op.brIf, 1);
+  c.get(SRC).get(PB_).i32(5).op(Op.i32Shl, Op.i32Add).set(S);
+  c.get(DST).get(PB_).get(BLOCK_BYTES).op(Op.i32Mul, Op.i32Add).set(D);
+  c.i32(0).set(PI);
+  c.open(Op.block).open(Op.loop); // rows
+  c.get(PI).get(PK).op(Op.i32GeU).branch(Op.brIf, 1);
+  for (const offset of [0, 16]) c.get(D).get(S).mem(Simd.load, offset).mem(Simd.store, offset);
+  c.get(S).get(ROW_BYTES).op(Op.i32Add).set(S);
+  c.get(D).i32(32).op(Op.i32Add).set(D);
+  c.get(PI).i32(1).op(Op.i32Add).set(PI);
+  c.branch(Op.br, 0);
+  c.op(Op.end, Op.end); // rows
+  c.get(PB_).i32(1).op(Op.i32Add).set(PB_);
+  c.branch(Op.br, 0);
+  c.op(Op.end, Op.end); // blocks
+  c.op(Op.end); // function
+  return [...vec([[...uleb(PACK_I32_LOCALS), I32]]), ...c.bytes];
+}
+
+/** The module: imports env.memory (shared, up to 4 GiB), exports mv and pack. */
+export function matVecModuleBytes(): Uint8Array {
+  const i32s = (n: number): number[] => vec(new Array<number[]>(n).fill([I32]));
+  const type = section(1, vec([[0x60, ...i32s(PARAMS), ...vec([])], [0x60, ...i32s(PACK_PARAMS), ...vec([])]]));
+  const imports = section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x03, ...uleb(1), ...uleb(65536)]]));
+  const functions = section(3, vec([uleb(0), uleb(1)]));
+  const exports = section(7, vec([[...name('mv'), 0x00, ...uleb(0)], [...name('pack'), 0x00, ...uleb(1)]]));
+  const bodies = [mvBody(), packBody()];
+  const code = section(10, vec(bodies.map((body) => [...uleb(body.length), ...body])));
+  return new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...type, ...imports, ...functions, ...exports, ...code]);
+}
+
+/** Columns per packed block. */
+export const BLOCK = 8;

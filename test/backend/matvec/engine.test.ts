@@ -1,0 +1,107 @@
+/**
+ * The matvec engine against float64 products: every shape edge (n not a multiple of 8, odd k, one row,
+ * many rows), bit-identical results for any thread count and any batching of rows, and memory reuse.
+ */
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import { MatVecEngine } from '../../../src/backend/matvec/engine.js';
+
+/** Deterministic values in [-1, 1). */
+function values(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = s / 2 ** 31 - 1;
+  }
+  return out;
+}
+
+function reference(x: Float32Array, rows: number, w: Float32Array, k: number, n: number): Float64Array {
+  const y = new Float64Array(rows * n);
+  for (let r = 0; r < rows; r++)
+    for (let i = 0; i < k; i++) {
+      const xi = x[r * k + i] as number;
+      for (let j = 0; j < n; j++) y[r * n + j] += xi * (w[i * n + j] as number);
+    }
+  return y;
+}
+
+const engines = [new MatVecEngine(1), new MatVecEngine(2), new MatVecEngine(3)];
+after(() => Promise.all(engines.map((e) => e.close())));
+
+describe('MatVecEngine', () => {
+  const shapes: [number, number, number][] = [
+    // [rows, k, n]
+    [1, 512, 2048],
+    [1, 7, 5],
+    [3, 33, 17],
+    [8, 64, 1000],
+    [2, 1, 8],
+    [1, 384, 4016 * 8 + 3],
+  ];
+  for (const [rows, k, n] of shapes) {
+    test(`${rows}×${k} @ ${k}×${n} matches float64 within float32 rounding, on 1–3 threads alike`, () => {
+      const x = values(rows * k, k + n);
+      const w = values(k * n, n * 7 + k);
+      const want = reference(x, rows, w, k, n);
+      const results = engines.map((e) => {
+        const m = e.pack(w, k, n);
+        const out = new Float32Array(rows * n).fill(NaN);
+        e.multiply(x, rows, m, out);
+        e.free(m);
+        return out;
+      });
+      const [first] = results as [Float32Array];
+      // Error bound of a float32 sum of k products of terms in [-1, 1).
+      const tol = k * 2 ** -22;
+      for (let i = 0; i < want.length; i++) {
+        assert.ok(Math.abs((first[i] as number) - (want[i] as number)) <= tol, `output ${i}: ${first[i]} vs ${want[i]}`);
+      }
+      for (const other of results.slice(1)) assert.deepEqual(other, first);
+    });
+  }
+
+  test('rows computed together equal rows computed one by one, bit for bit', () => {
+    const [e] = engines as [MatVecEngine];
+    const k = 130;
+    const n = 300;
+    const rows = 9;
+    const x = values(rows * k, 3);
+    const m = e.pack(values(k * n, 4), k, n);
+    const together = new Float32Array(rows * n);
+    e.multiply(x, rows, m, together);
+    for (let r = 0; r < rows; r++) {
+      const one = new Float32Array(n);
+      e.multiply(x.subarray(r * k, (r + 1) * k), 1, m, one);
+      assert.deepEqual(one, together.subarray(r * n, (r + 1) * n));
+    }
+    e.free(m);
+  });
+
+  test('freed matrices are reused; the memory is not corrupted by a pack into reused space', () => {
+    const e = engines[1] as MatVecEngine;
+    const k = 64;
+    const n = 64;
+    const a = e.pack(values(k * n, 5), k, n);
+    const b = e.pack(values(k * n, 6), k, n);
+    e.free(a);
+    const c = e.pack(values(k * n, 7), k, n);
+    assert.equal(c.at, a.at);
+    const x = values(k, 8);
+    const outB = new Float32Array(n);
+    e.multiply(x, 1, b, outB);
+    const want = reference(x, 1, values(k * n, 6), k, n);
+    outB.forEach((v, i) => assert.ok(Math.abs(v - (want[i] as number)) < 1e-4));
+    e.free(b);
+    e.free(c);
+  });
+
+  test('refuses arrays that do not match the shape', () => {
+    const [e] = engines as [MatVecEngine];
+    assert.throws(() => e.pack(new Float32Array(10), 3, 4), RangeError);
+    const m = e.pack(values(12, 1), 3, 4);
+    assert.throws(() => e.multiply(new Float32Array(2), 1, m, new Float32Array(4)), RangeError);
+    e.free(m);
+  });
+});
