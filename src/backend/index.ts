@@ -11,6 +11,7 @@ import { createRequire } from 'node:module';
 import { UnsupportedError } from '../errors.js';
 import type { BackendChoice, BackendName } from './choice.js';
 import { faultIn } from './fault-in.js';
+import { engineThreads, MatVecEngine } from './matvec/engine.js';
 import tf = require('@tensorflow/tfjs-core');
 import tfl = require('@tensorflow/tfjs-layers');
 
@@ -63,8 +64,9 @@ async function activate(name: BackendName): Promise<boolean> {
 
 function threadsOf(name: BackendName): number {
   if (name === 'tensorflow') return tf.env().getNumber('TF_NUM_THREADS' as never) || 0;
-  // wasm: multithreading is disabled by tfjs in Node (WASM_HAS_MULTITHREAD_SUPPORT false); cpu is single-threaded JS.
-  return 1;
+  // wasm and cpu: tfjs computes on one thread (tfjs disables wasm's threads in Node), the decode steps'
+  // products run on the matvec engine's threads, started now so that its workers load with the model.
+  return MatVecEngine.shared().threads;
 }
 
 let current: BackendInfo | undefined;
@@ -72,6 +74,7 @@ let current: BackendInfo | undefined;
 /** Initialises the backend once per process; later calls return the first result. */
 export async function initBackend(choice: BackendChoice, notices: BackendNotices): Promise<BackendInfo> {
   if (current) return current;
+  engineThreads(); // a bad TFHF_NUM_THREADS is a usage error, whichever backend runs
   tf.env().set('IS_TEST', false);
   let fallbackReason: string | undefined;
   if (choice === 'auto' || choice === 'tensorflow') {
@@ -101,13 +104,14 @@ export async function initBackend(choice: BackendChoice, notices: BackendNotices
   }
   if (!current) {
     if (!(await activate('cpu'))) throw new UnsupportedError('no TensorFlow.js backend could be initialised');
-    current = { name: 'cpu', threads: 1 };
+    current = { name: 'cpu', threads: threadsOf('cpu') };
   }
   if (fallbackReason) {
     current.fallbackReason = fallbackReason;
     notices.notice(`native backend not available (${fallbackReason}); running on ${current.name}, which is slower`);
   }
-  notices.verbose(`backend: ${current.name} (${current.threads} thread${current.threads === 1 ? '' : 's'})`);
+  const engine = current.name === 'tensorflow' ? '' : ' for decode-step products (matvec engine; TFHF_NUM_THREADS sets it), 1 for the rest';
+  notices.verbose(`backend: ${current.name} (${current.threads} thread${current.threads === 1 ? '' : 's'}${engine})`);
   return current;
 }
 

@@ -14,6 +14,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { UsageError } from '../../errors.js';
 import { faultIn } from '../fault-in.js';
 import { BLOCK, matVecModuleBytes } from './kernel-wasm.js';
 import * as P from './protocol.js';
@@ -104,6 +105,19 @@ class Arena {
   }
 }
 
+/**
+ * Threads for the engine: TFHF_NUM_THREADS (like OMP_NUM_THREADS for PyTorch: e.g. 1 per job under GNU
+ * parallel), else the cores available, at most 4.
+ */
+export function engineThreads(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.TFHF_NUM_THREADS;
+  if (raw === undefined || raw === '') return Math.min(availableParallelism(), MAX_THREADS);
+  if (!/^\d+$/.test(raw.trim()) || Number(raw) < 1) {
+    throw new UsageError(`TFHF_NUM_THREADS must be a positive whole number, not '${raw}'`, { hint: 'unset it to use every core' });
+  }
+  return Number(raw);
+}
+
 export class MatVecEngine {
   private readonly memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
   private readonly ctl = new Int32Array(this.memory.buffer, 0, P.CONTROL_BYTES / 4);
@@ -135,9 +149,9 @@ export class MatVecEngine {
 
   private static instance: MatVecEngine | undefined;
 
-  /** The process's engine, started on first use with `threads` (default: the cores, at most 4). */
-  static shared(threads?: number): MatVecEngine {
-    this.instance ??= new MatVecEngine(Math.max(1, Math.min(threads ?? availableParallelism(), MAX_THREADS)));
+  /** The process's engine, started on first use with engineThreads() threads. */
+  static shared(): MatVecEngine {
+    this.instance ??= new MatVecEngine(engineThreads());
     return this.instance;
   }
 

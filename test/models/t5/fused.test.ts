@@ -14,6 +14,7 @@ import { silentLog } from '../../../src/log.js';
 import { parseT5Config, type T5Config } from '../../../src/models/t5/config.js';
 import { forceFusedKernels, fusedKernels, gatedActivation, rmsNorm, addRmsNorm, selfAttentionStep } from '../../../src/models/t5/kernels.js';
 import { loadT5, type T5Model } from '../../../src/models/t5/model.js';
+import { forceEngine } from '../../../src/models/projection.js';
 import { goldenDir, needsShared, repoPath } from '../../helpers/shared.js';
 import { tempDir } from '../../helpers/tmp.js';
 
@@ -132,6 +133,23 @@ describe('fast paths give the model its golden outputs', { skip: needsShared }, 
       } finally {
         forceFusedKernels(undefined);
         model.dispose();
+      }
+    });
+
+    test(`${name}: decode-step matrices as tensors (no matvec engine, as on tfjs-node-gpu) = engine`, async () => {
+      const golden = readGolden(name);
+      const config = readConfig(repoPath(name));
+      const packed = await load(repoPath(name), config);
+      forceEngine(false);
+      const plain = await load(repoPath(name), config).finally(() => forceEngine(undefined));
+      try {
+        const a = outputs(packed, golden);
+        const b = outputs(plain, golden);
+        assert.deepEqual(a.tokens, b.tokens);
+        a.logits.forEach((l, i) => assert.ok(maxDiff(l, b.logits[i] as Float32Array) < 2e-5, `case ${i}`));
+      } finally {
+        packed.dispose();
+        plain.dispose();
       }
     });
 
