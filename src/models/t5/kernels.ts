@@ -118,31 +118,14 @@ function activateAll(h: Float32Array, y: Float32Array, act: (x: number) => numbe
 }
 
 /**
- * The data movement of one decoder position per row, no arithmetic: from y [rows, 3·H·D] (q|k|v) writes
- * q [rows, H, 1, D], the caches with the new position appended, K, V [rows, H, T + 1, D] (pk, pv [rows,
- * H, T, D], empty at T = 0), and the causal bias of the T + 1 keys, `bias` [H, T + 1] = table[:, start…].
+ * The caches of one new decoder position per row: from y [rows, 3·H·D] (q|k|v), K, V [rows, H, T + 1, D]
+ * are the past ones (pk, pv [rows, H, T, D], empty at T = 0) with the new position appended.
  */
-function appendPosition(
-  y: Float32Array,
-  table: Float32Array,
-  pk: Float32Array,
-  pv: Float32Array,
-  q: Float32Array,
-  K: Float32Array,
-  V: Float32Array,
-  bias: Float32Array,
-  rows: number,
-  H: number,
-  D: number,
-  T: number,
-  n: number,
-  start: number,
-): void {
+function appendPosition(y: Float32Array, pk: Float32Array, pv: Float32Array, K: Float32Array, V: Float32Array, rows: number, H: number, D: number, T: number): void {
   const inner = H * D;
   const T1 = T + 1;
   for (let b = 0; b < rows; b++) {
     const yb = b * 3 * inner;
-    q.set(y.subarray(yb, yb + inner), b * inner);
     for (let h = 0; h < H; h++) {
       const src = (b * H + h) * T * D;
       const dst = (b * H + h) * T1 * D;
@@ -155,7 +138,83 @@ function appendPosition(
       V.set(y.subarray(k0 + inner, k0 + inner + D), dst + T * D);
     }
   }
-  for (let h = 0; h < H; h++) bias.set(table.subarray(h * n + start, h * n + start + T1), h * T1);
+}
+
+/**
+ * One query of one head: ctx[c0…c0+D) = softmax(q·Kᵀ + bias)·V over L keys. Keys K[k0 + t·D + d];
+ * values row-wise V[v0 + t·D + d] or, with `vColumns`, transposed V[v0 + d·L + t]; the additive bias of
+ * key t is bias[b0 + t] (the relative position table, or the padding mask). Products and sums in double
+ * precision, each score and output rounded once to float32. `p` is scratch of at least L.
+ */
+function attendOne(
+  q: Float32Array,
+  q0: number,
+  K: Float32Array,
+  k0: number,
+  V: Float32Array,
+  v0: number,
+  vColumns: boolean,
+  bias: Float32Array,
+  b0: number,
+  L: number,
+  D: number,
+  ctx: Float32Array,
+  c0: number,
+  p: Float64Array,
+): void {
+  let max = Number.NEGATIVE_INFINITY;
+  for (let t = 0; t < L; t++) {
+    let s = 0;
+    const kt = k0 + t * D;
+    for (let d = 0; d < D; d++) s += (q[q0 + d] as number) * (K[kt + d] as number);
+    const score = f32(f32(s) + (bias[b0 + t] as number));
+    p[t] = score;
+    if (score > max) max = score;
+  }
+  let sum = 0;
+  for (let t = 0; t < L; t++) {
+    const e = Math.exp((p[t] as number) - max);
+    p[t] = e;
+    sum += e;
+  }
+  if (vColumns) {
+    for (let d = 0; d < D; d++) {
+      let acc = 0;
+      const vd = v0 + d * L;
+      for (let t = 0; t < L; t++) acc += (p[t] as number) * (V[vd + t] as number);
+      ctx[c0 + d] = acc / sum;
+    }
+  } else {
+    for (let d = 0; d < D; d++) p[L + d] = 0;
+    for (let t = 0; t < L; t++) {
+      const w = p[t] as number;
+      const vt = v0 + t * D;
+      for (let d = 0; d < D; d++) p[L + d] = (p[L + d] as number) + w * (V[vt + d] as number);
+    }
+    for (let d = 0; d < D; d++) ctx[c0 + d] = (p[L + d] as number) / sum;
+  }
+}
+
+/** Self-attention of each row's new position (q in y) over its keys 0…T, bias table[h, start…start+T]. */
+function selfAttend(y: Float32Array, K: Float32Array, V: Float32Array, table: Float32Array, ctx: Float32Array, rows: number, H: number, D: number, T1: number, n: number, start: number, p: Float64Array): void {
+  const inner = H * D;
+  for (let b = 0; b < rows; b++) {
+    for (let h = 0; h < H; h++) {
+      const kv = (b * H + h) * T1 * D;
+      attendOne(y, b * 3 * inner + h * D, K, kv, V, kv, false, table, h * n + start, T1, D, ctx, b * inner + h * D, p);
+    }
+  }
+}
+
+/** Cross-attention of q [rows, H·D] over k [rows, H, S, D], vT [rows, H, D, S], mask [rows, S] or zeros. */
+function crossAttend(q: Float32Array, k: Float32Array, vT: Float32Array, mask: Float32Array, maskRows: boolean, ctx: Float32Array, rows: number, H: number, D: number, S: number, p: Float64Array): void {
+  const inner = H * D;
+  for (let b = 0; b < rows; b++) {
+    for (let h = 0; h < H; h++) {
+      const kv = (b * H + h) * S * D;
+      attendOne(q, b * inner + h * D, k, kv, vT, kv, true, mask, maskRows ? b * S : 0, S, D, ctx, b * inner + h * D, p);
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -213,8 +272,11 @@ const GATED_ACT: FusedKernel = {
   },
 };
 
-/** See appendPosition. Inputs qkv, table [1, H, 1, n], pastK, pastV (absent at T = 0); outputs q, K, V, bias. */
-const APPEND_POSITION: FusedKernel = {
+/**
+ * Inputs qkv [rows, 3·H·D], table [1, H, 1, n], pastK, pastV [rows, H, T, D] (absent at T = 0); outputs
+ * the context [rows, H·D] and the caches K, V [rows, H, T + 1, D] (appendPosition, selfAttend).
+ */
+const SELF_ATTENTION_STEP: FusedKernel = {
   inputs: ['qkv', 'table', 'pastK', 'pastV'],
   outputShapes([qkv, , pastK], a) {
     const rows = (qkv as Shape)[0] as number;
@@ -222,37 +284,46 @@ const APPEND_POSITION: FusedKernel = {
     const dKv = num(a, 'dKv');
     const t1 = (pastK ? (pastK[2] as number) : 0) + 1;
     return [
-      [rows, heads, 1, dKv],
+      [rows, heads * dKv],
       [rows, heads, t1, dKv],
       [rows, heads, t1, dKv],
-      [1, heads, 1, t1],
     ];
   },
-  compute([y, table, pk, pv], [q, K, V, bias], [qkvShape, tableShape, pastShape], a) {
-    appendPosition(
-      y as Float32Array,
-      table as Float32Array,
-      pk ?? EMPTY,
-      pv ?? EMPTY,
-      q as Float32Array,
-      K as Float32Array,
-      V as Float32Array,
-      bias as Float32Array,
-      (qkvShape as Shape)[0] as number,
-      num(a, 'heads'),
-      num(a, 'dKv'),
-      pastShape ? (pastShape[2] as number) : 0,
-      last(tableShape as Shape),
-      num(a, 'start'),
-    );
+  compute([y, table, pk, pv], [ctx, K, V], [qkvShape, tableShape, pastShape], a) {
+    const rows = (qkvShape as Shape)[0] as number;
+    const H = num(a, 'heads');
+    const D = num(a, 'dKv');
+    const T = pastShape ? (pastShape[2] as number) : 0;
+    appendPosition(y as Float32Array, pk ?? EMPTY, pv ?? EMPTY, K as Float32Array, V as Float32Array, rows, H, D, T);
+    selfAttend(y as Float32Array, K as Float32Array, V as Float32Array, table as Float32Array, ctx as Float32Array, rows, H, D, T + 1, last(tableShape as Shape), num(a, 'start'), scratch(T + 1 + D));
   },
 };
+
+/** Inputs q [rows, H·D], k [rows, H, S, D], vT [rows, H, D, S], mask [rows, 1, 1, S] (optional); output the context. */
+const CROSS_ATTENTION_STEP: FusedKernel = {
+  inputs: ['q', 'k', 'vT', 'mask'],
+  outputShapes: ([q]) => [[...(q as Shape)]],
+  compute([q, k, vT, mask], [ctx], [qShape, kShape, , maskShape], a) {
+    const rows = (qShape as Shape)[0] as number;
+    const S = (kShape as Shape)[2] as number;
+    const zeros = mask ? undefined : zerosOf(S);
+    const maskRows = maskShape !== undefined && (maskShape[0] as number) > 1;
+    crossAttend(q as Float32Array, k as Float32Array, vT as Float32Array, mask ?? (zeros as Float32Array), maskRows, ctx as Float32Array, rows, num(a, 'heads'), num(a, 'dKv'), S, scratch(S + num(a, 'dKv')));
+  },
+};
+
+let zeroRow = new Float32Array(0);
+function zerosOf(n: number): Float32Array {
+  if (zeroRow.length < n) zeroRow = new Float32Array(n);
+  return zeroRow;
+}
 
 const KERNELS: Readonly<Record<string, FusedKernel>> = {
   TfhfRmsNorm: RMS_NORM,
   TfhfAddRmsNorm: ADD_RMS_NORM,
   TfhfGatedActivation: GATED_ACT,
-  TfhfAppendPosition: APPEND_POSITION,
+  TfhfSelfAttentionStep: SELF_ATTENTION_STEP,
+  TfhfCrossAttentionStep: CROSS_ATTENTION_STEP,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -373,8 +444,8 @@ export type KeyValues = { readonly k: tf.Tensor4D; readonly v: tf.Tensor4D };
  * Self-attention of one new position per row: qkv [rows, 3·heads·dKv] is the fused q|k|v projection,
  * `past` the cache [rows, heads, T, dKv], `table` [1, heads, 1, n] the per-distance bias read from
  * column `start` for the T + 1 keys. Returns the context [rows, heads·dKv] and the caches with the new
- * position. The data movement (split, concat, bias slice) is one fused kernel; the products stay tfjs
- * matMuls (a JavaScript loop is ~2× slower per multiply-add than wasm's).
+ * position. Fused, one kernel: the data movement and a few thousand multiply-adds, which as tfjs ops were
+ * 6 kernels, two of them batched matMuls that wasm runs in a scalar loop.
  */
 export function selfAttentionStep(
   qkv: tf.Tensor2D,
@@ -384,34 +455,23 @@ export function selfAttentionStep(
   heads: number,
   dKv: number,
 ): { ctx: tf.Tensor2D; kv: KeyValues } {
-  const rows = qkv.shape[0];
-  let q: tf.Tensor4D;
-  let k: tf.Tensor4D;
-  let v: tf.Tensor4D;
-  let bias: tf.Tensor4D;
   if (fusedKernels()) {
-    [q, k, v, bias] = run('TfhfAppendPosition', { qkv, table, pastK: past?.k, pastV: past?.v }, { heads, dKv, start }) as tf.Tensor4D[] as [
-      tf.Tensor4D,
-      tf.Tensor4D,
-      tf.Tensor4D,
-      tf.Tensor4D,
-    ];
-  } else {
-    let kNew: tf.Tensor4D;
-    let vNew: tf.Tensor4D;
-    [q, kNew, vNew] = tf.split(qkv, 3, 1).map((t) => tf.reshape(t, [rows, heads, 1, dKv])) as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
-    k = past ? tf.concat([past.k, kNew], 2) : kNew;
-    v = past ? tf.concat([past.v, vNew], 2) : vNew;
-    bias = tf.slice(table, [0, 0, 0, start], [1, heads, 1, k.shape[2]]);
+    const [ctx, k, v] = run('TfhfSelfAttentionStep', { qkv, table, pastK: past?.k, pastV: past?.v }, { heads, dKv, start }) as tf.Tensor[];
+    return { ctx: ctx as tf.Tensor2D, kv: { k: k as tf.Tensor4D, v: v as tf.Tensor4D } };
   }
+  const rows = qkv.shape[0];
+  const [q, kNew, vNew] = tf.split(qkv, 3, 1).map((t) => tf.reshape(t, [rows, heads, 1, dKv])) as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
+  const k = past ? tf.concat([past.k, kNew], 2) : kNew;
+  const v = past ? tf.concat([past.v, vNew], 2) : vNew;
+  const bias = tf.slice(table, [0, 0, 0, start], [1, heads, 1, k.shape[2]]);
   const p = tf.softmax(tf.add(tf.matMul(q, k, false, true), bias));
   return { ctx: tf.reshape(tf.matMul(p, v), [rows, heads * dKv]), kv: { k, v } };
 }
 
 /**
  * Cross-attention of one position per row over the encoder's keys k [rows, heads, S, dKv] and transposed
- * values vᵀ [rows, heads, dKv, S]: the context [rows, heads·dKv]. Plain tfjs ops: 4 kernels, and the
- * products run in wasm.
+ * values vT [rows, heads, dKv, S]; `mask` is additive, [rows, 1, 1, S]: the context [rows, heads·dKv].
+ * One fused kernel where they run, else 4 tfjs ops.
  */
 export function crossAttentionStep(
   q: tf.Tensor2D,
@@ -421,6 +481,7 @@ export function crossAttentionStep(
   heads: number,
   dKv: number,
 ): tf.Tensor2D {
+  if (fusedKernels()) return run('TfhfCrossAttentionStep', { q, k, vT, mask }, { heads, dKv }) as tf.Tensor2D;
   const rows = q.shape[0];
   let scores = tf.matMul(tf.reshape(q, [rows, heads, 1, dKv]), k, false, true); // [rows, heads, 1, S]
   if (mask) scores = tf.add(scores, mask);
