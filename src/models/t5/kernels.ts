@@ -17,6 +17,7 @@
  */
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
+import { heapKernels, type HeapKernels } from '../../backend/heap-kernels.js';
 import { tf } from '../../backend/index.js';
 import { activate, rmsNorm as rmsNormOps, type Activation } from '../layers.js';
 
@@ -195,6 +196,63 @@ function attendOne(
   }
 }
 
+/**
+ * softmax(s + bias) in place on the f32 scores s[0…L) (bias[b0…b0+L)), the same roundings as attendOne:
+ * each biased score to f32, exponentials and their sum in double precision, each probability to f32.
+ */
+function softmaxInPlace(s: Float32Array, L: number, bias: Float32Array, b0: number): void {
+  let max = Number.NEGATIVE_INFINITY;
+  for (let t = 0; t < L; t++) {
+    const v = f32((s[t] as number) + (bias[b0 + t] as number));
+    s[t] = v;
+    if (v > max) max = v;
+  }
+  let sum = 0;
+  for (let t = 0; t < L; t++) sum += Math.exp((s[t] as number) - max);
+  for (let t = 0; t < L; t++) s[t] = Math.exp((s[t] as number) - max) / sum;
+}
+
+/** The heap's SIMD loops, with a scratch row in the heap for one head's scores (wasm backend only). */
+let heap: { k: HeapKernels; scratch: number; floats: number } | undefined;
+const HEAP_SCRATCH_FLOATS = 1 << 16;
+
+/** Whether the SIMD loops can take these views (heap memory, the scratch large enough, D a multiple of 4). */
+function onHeap(views: readonly Float32Array[], L: number, D: number): boolean {
+  if (!heap || L > heap.floats || D % 4 !== 0) return false;
+  const buffer = heap.k.buffer();
+  return views.every((v) => v.buffer === buffer);
+}
+
+/** selfAttend on the heap: scores with dots, softmax here, the context with axpys. */
+function selfAttendHeap(y: Float32Array, K: Float32Array, V: Float32Array, table: Float32Array, ctx: Float32Array, rows: number, H: number, D: number, T1: number, n: number, start: number): void {
+  const { k, scratch } = heap as NonNullable<typeof heap>;
+  const s = new Float32Array(k.buffer(), scratch, T1);
+  const inner = H * D;
+  for (let b = 0; b < rows; b++) {
+    for (let h = 0; h < H; h++) {
+      const kv = 4 * (b * H + h) * T1 * D;
+      k.dots(y.byteOffset + 4 * (b * 3 * inner + h * D), K.byteOffset + kv, T1, D, scratch);
+      softmaxInPlace(s, T1, table, h * n + start);
+      k.axpys(scratch, V.byteOffset + kv, T1, D, ctx.byteOffset + 4 * (b * inner + h * D));
+    }
+  }
+}
+
+/** crossAttend on the heap: q·kᵀ and p·v (v transposed: one dot per output) with dots. */
+function crossAttendHeap(q: Float32Array, kk: Float32Array, vT: Float32Array, mask: Float32Array, maskRows: boolean, ctx: Float32Array, rows: number, H: number, D: number, S: number): void {
+  const { k, scratch } = heap as NonNullable<typeof heap>;
+  const s = new Float32Array(k.buffer(), scratch, S);
+  const inner = H * D;
+  for (let b = 0; b < rows; b++) {
+    for (let h = 0; h < H; h++) {
+      const kv = 4 * (b * H + h) * S * D;
+      k.dots(q.byteOffset + 4 * (b * inner + h * D), kk.byteOffset + kv, S, D, scratch);
+      softmaxInPlace(s, S, mask, maskRows ? b * S : 0);
+      k.dots(scratch, vT.byteOffset + kv, D, S, ctx.byteOffset + 4 * (b * inner + h * D));
+    }
+  }
+}
+
 /** Self-attention of each row's new position (q in y) over its keys 0…T, bias table[h, start…start+T]. */
 function selfAttend(y: Float32Array, K: Float32Array, V: Float32Array, table: Float32Array, ctx: Float32Array, rows: number, H: number, D: number, T1: number, n: number, start: number, p: Float64Array): void {
   const inner = H * D;
@@ -295,6 +353,10 @@ const SELF_ATTENTION_STEP: FusedKernel = {
     const D = num(a, 'dKv');
     const T = pastShape ? (pastShape[2] as number) : 0;
     appendPosition(y as Float32Array, pk ?? EMPTY, pv ?? EMPTY, K as Float32Array, V as Float32Array, rows, H, D, T);
+    if (onHeap([y, K, V, ctx] as Float32Array[], T + 1, D)) {
+      selfAttendHeap(y as Float32Array, K as Float32Array, V as Float32Array, table as Float32Array, ctx as Float32Array, rows, H, D, T + 1, last(tableShape as Shape), num(a, 'start'));
+      return;
+    }
     selfAttend(y as Float32Array, K as Float32Array, V as Float32Array, table as Float32Array, ctx as Float32Array, rows, H, D, T + 1, last(tableShape as Shape), num(a, 'start'), scratch(T + 1 + D));
   },
 };
@@ -308,6 +370,10 @@ const CROSS_ATTENTION_STEP: FusedKernel = {
     const S = (kShape as Shape)[2] as number;
     const zeros = mask ? undefined : zerosOf(S);
     const maskRows = maskShape !== undefined && (maskShape[0] as number) > 1;
+    if (onHeap([q, k, vT, ctx] as Float32Array[], S, num(a, 'dKv')) && S % 4 === 0) {
+      crossAttendHeap(q as Float32Array, k as Float32Array, vT as Float32Array, mask ?? (zeros as Float32Array), maskRows, ctx as Float32Array, rows, num(a, 'heads'), num(a, 'dKv'), S);
+      return;
+    }
     crossAttend(q as Float32Array, k as Float32Array, vT as Float32Array, mask ?? (zeros as Float32Array), maskRows, ctx as Float32Array, rows, num(a, 'heads'), num(a, 'dKv'), S, scratch(S + num(a, 'dKv')));
   },
 };
@@ -382,6 +448,16 @@ function register(): void {
 
 let forced: boolean | undefined;
 
+/** Outside any kernel (a malloc may grow the heap, detaching views a kernel holds). */
+let heapTried = false;
+function setUpHeap(): void {
+  heapTried = true;
+  const module = (tf.backend() as BackendWasm).wasm as unknown as { asm?: { memory?: WebAssembly.Memory }; _malloc(n: number): number };
+  const k = heapKernels(module.asm?.memory);
+  const scratch = k ? module._malloc(4 * HEAP_SCRATCH_FLOATS) >>> 0 : 0;
+  heap = k && scratch !== 0 ? { k, scratch, floats: HEAP_SCRATCH_FLOATS } : undefined;
+}
+
 /** Tests: `false` forces the ops form on every backend; `undefined` restores the default. */
 export function forceFusedKernels(value: boolean | undefined): void {
   forced = value;
@@ -391,6 +467,7 @@ export function forceFusedKernels(value: boolean | undefined): void {
 export function fusedKernels(): boolean {
   if (forced === false) return false;
   register();
+  if (!heapTried && tf.getBackend() === 'wasm') setUpHeap();
   return (FUSED_BACKENDS as readonly string[]).includes(tf.getBackend());
 }
 
