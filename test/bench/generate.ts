@@ -10,6 +10,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { engineThreads } from '../../src/backend/matvec/engine.js';
 import { median, MiB } from './measure.js';
 import { makeRandomT5Dir, type T5ShapeConfig } from './synthetic.js';
 
@@ -27,14 +28,15 @@ interface ChildResult {
   maxRssBytes: number;
 }
 
-function runJson(cmd: string, args: string[]): Record<string, number | string> {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 20 });
+function runJson(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Record<string, number | string> {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 20, env });
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop() as string) as Record<string, number | string>;
 }
 
-function tfhfRun(dir: string, backend: string, batch: number, tokens: number): ChildResult {
-  const j = runJson(process.execPath, [join(here, 'generate-child.js'), dir, backend, String(batch), String(tokens)]);
+function tfhfRun(dir: string, backend: string, batch: number, tokens: number, threads?: number): ChildResult {
+  const env = threads === undefined ? process.env : { ...process.env, TFHF_NUM_THREADS: String(threads) };
+  const j = runJson(process.execPath, [join(here, 'generate-child.js'), dir, backend, String(batch), String(tokens)], env);
   return {
     backend: j.backend as string,
     startupS: (j.importS as number) + (j.loadS as number),
@@ -92,9 +94,15 @@ export async function benchGenerate(root: string, hubDir: string): Promise<strin
       };
       rows.push(fmt('PyTorch 1.13 (Debian), same model and prompts (baseline)', base.one, base.eight));
     }
-    for (const [label, dir] of [['tfhf wasm, converted dir', converted], ['tfhf wasm, safetensors dir', hfDir]] as const) {
-      const one = Array.from({ length: RUNS }, () => tfhfRun(dir, 'wasm', 1, NEW_TOKENS));
-      const eight = Array.from({ length: RUNS }, () => tfhfRun(dir, 'wasm', 8, NEW_TOKENS));
+    const cores = engineThreads({});
+    const runs: [string, string, number | undefined][] = [
+      [`tfhf wasm, converted dir (${cores} threads)`, converted, undefined],
+      ['tfhf wasm, converted dir, TFHF_NUM_THREADS=1', converted, 1],
+      [`tfhf wasm, safetensors dir (${cores} threads)`, hfDir, undefined],
+    ];
+    for (const [label, dir, threads] of runs) {
+      const one = Array.from({ length: RUNS }, () => tfhfRun(dir, 'wasm', 1, NEW_TOKENS, threads));
+      const eight = Array.from({ length: RUNS }, () => tfhfRun(dir, 'wasm', 8, NEW_TOKENS, threads));
       rows.push(fmt(label, one, eight, base));
     }
     // The cpu backend is a fallback 10–40× slower: one short run says how much.
@@ -109,6 +117,8 @@ export async function benchGenerate(root: string, hubDir: string): Promise<strin
     `Random weights with the real flan-t5-small config (${(weightBytes / MiB).toFixed(0)} MiB float32), prompts of 32 tokens,`,
     `${NEW_TOKENS} new tokens (min-new-tokens so nothing stops early), greedy; each figure the median of ${RUNS} processes.`,
     'Start-up = process start to model ready (imports, weights, wasm warm-up); first token is counted from process start.',
+    'ms/token is counted from the first token (the encoder runs before it). Threads: the matvec engine\'s, for the',
+    'decode step\'s matrix products (tfjs itself runs on one); TFHF_NUM_THREADS=1 shows what the second core adds.',
     'Ratios in brackets are against the PyTorch row (time: lower is better; tokens/s: higher is better).',
     native ? '' : 'The native backend (tfjs-node-gpu) is not installed on this machine, so it has no row.',
     '',
