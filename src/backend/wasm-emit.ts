@@ -20,6 +20,7 @@ export const enum Op {
   f32Store = 0x38,
   i32Const = 0x41,
   i32LtU = 0x49,
+  i32GtU = 0x4b,
   i32GeU = 0x4f,
   i32Add = 0x6a,
   i32Sub = 0x6b,

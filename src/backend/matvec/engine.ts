@@ -16,15 +16,14 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { UsageError } from '../../errors.js';
 import { faultIn } from '../fault-in.js';
-import { BLOCK, matVecModuleBytes } from './kernel-wasm.js';
+import { BLOCK, GROUP, matVecModuleBytes } from './kernel-wasm.js';
 import * as P from './protocol.js';
 
 const PAGE = 65536;
 const MAX_PAGES = 65536;
 const ALIGN = 64;
-/** Chunks per job (load balance between threads that may start late) and the smallest chunk, in blocks. */
+/** Chunks per job: load balance between threads that may start late. */
 const CHUNKS = 16;
-const MIN_CHUNK = 4;
 /** Below this many multiply-adds a product runs on the calling thread alone (sync costs more). */
 const PARALLEL_MIN_WORK = 64 * 1024;
 /** Most threads worth using: beyond 4 the memory bus, not the cores, limits a decode step. */
@@ -241,11 +240,12 @@ export class MatVecEngine {
   }
 
   private run(x: number, w: number, y: number, k: number, rows: number, xStride: number, yStride: number, blocks: number): void {
-    if (this.workers.length === 0 || blocks < 2 * MIN_CHUNK || rows * k * blocks * BLOCK < PARALLEL_MIN_WORK) {
+    if (this.workers.length === 0 || blocks < 2 * GROUP || rows * k * blocks * BLOCK < PARALLEL_MIN_WORK) {
       this.mv(x, w, y, k, rows, xStride, yStride, 0, blocks);
       return;
     }
-    const chunk = Math.max(MIN_CHUNK, Math.ceil(blocks / CHUNKS));
+    // Chunks in whole groups, so every block takes the same path (group or tail) for any thread count.
+    const chunk = GROUP * Math.max(1, Math.ceil(blocks / CHUNKS / GROUP));
     const chunks = Math.ceil(blocks / chunk);
     const ctl = this.ctl;
     Atomics.store(ctl, P.PARAM_X, x);
