@@ -261,7 +261,7 @@ export class MatVecEngine {
     const seq = (this.seq = (this.seq % 0x3fffffff) + 1);
     Atomics.store(ctl, P.CLAIM, P.openClaim(seq));
     Atomics.store(ctl, P.SEQ, seq);
-    Atomics.notify(ctl, P.SEQ);
+    if (Atomics.load(ctl, P.SLEEPING) > 0) Atomics.notify(ctl, P.SEQ);
     P.runChunks(ctl, seq, this.mv);
     // Other threads may still be finishing chunks they claimed.
     if (Atomics.load(ctl, P.FINISHED) < chunks) {

@@ -14,6 +14,8 @@ export const CONTROL_BYTES = 64;
 export const SEQ = 0;
 export const CLAIM = 1;
 export const FINISHED = 2;
+/** Workers blocked in Atomics.wait (the caller notifies only then: a notify costs a lock and a syscall check). */
+export const SLEEPING = 3;
 export const PARAM_X = 4;
 export const PARAM_W = 5;
 export const PARAM_Y = 6;

@@ -4,7 +4,7 @@
  * apart, and waking from Atomics.wait takes longer than most of them), then sleeps until notified.
  */
 import { workerData } from 'node:worker_threads';
-import { QUIT, runChunks, SEQ, type MvFunction } from './protocol.js';
+import { QUIT, runChunks, SEQ, SLEEPING, type MvFunction } from './protocol.js';
 
 const SPIN_MS = 3;
 
@@ -19,7 +19,11 @@ for (;;) {
     const until = performance.now() + SPIN_MS;
     for (let spins = 1; (seq = Atomics.load(ctl, SEQ)) === seen; spins++) {
       if ((spins & 1023) === 0 && performance.now() > until) {
+        // SLEEPING before the wait, which sleeps only if SEQ is still `seen`: a job posted in between is
+        // either seen by the wait or finds SLEEPING set and notifies.
+        Atomics.add(ctl, SLEEPING, 1);
         Atomics.wait(ctl, SEQ, seen);
+        Atomics.sub(ctl, SLEEPING, 1);
       }
     }
   }
