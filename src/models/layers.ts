@@ -137,7 +137,14 @@ export class CheckpointWeights {
   private readonly direct: DirectReader | undefined;
   private shapes: Map<string, readonly number[]> | undefined;
 
-  constructor(private readonly reader: CheckpointReader) {
+  /**
+   * @param packProjections where decode-step matrices go (models/projection.ts): packed into the matvec
+   * engine, or kept as tensors. The model decides, knowing its size.
+   */
+  constructor(
+    private readonly reader: CheckpointReader,
+    readonly packProjections = false,
+  ) {
     this.transposed = storedTransposed(reader);
     this.direct = directReader(reader);
   }

@@ -69,7 +69,7 @@ export function forceEngine(value: boolean | undefined): void {
   forced = value;
 }
 
-/** Whether projections loaded now go to the matvec engine. */
+/** Whether the matvec engine runs on the current backend (a model may still keep its matrices out of it). */
 export function engineEnabled(): boolean {
   return forced !== false && (ENGINE_BACKENDS as readonly string[]).includes(tf.getBackend());
 }
@@ -85,12 +85,12 @@ export class Projection {
   ) {}
 
   /**
-   * Takes `w` [in, out]: packs it into the engine (and disposes it) where the engine runs, else keeps it.
+   * Takes `w` [in, out]: with `pack`, packs it into the engine (and disposes it), else keeps it as is.
    * With `keep`, the tensor stays alive either way (the caller still needs it, e.g. a tied embedding).
    */
-  static from(w: tf.Tensor2D, keep = false): Projection {
+  static from(w: tf.Tensor2D, pack: boolean, keep = false): Projection {
     const [k, n] = w.shape;
-    if (!engineEnabled()) return new Projection(w, !keep, 0, [k, n]);
+    if (!pack) return new Projection(w, !keep, 0, [k, n]);
     register();
     const id = nextId++;
     packed.set(id, MatVecEngine.shared().pack(values(w), k, n));

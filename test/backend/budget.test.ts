@@ -9,7 +9,8 @@ import { describe, test } from 'node:test';
 import { checkMemoryBudget, memoryNeed } from '../../src/backend/budget.js';
 import { ExitCode, UnsupportedError } from '../../src/errors.js';
 import { parseT5Config } from '../../src/models/t5/config.js';
-import { t5WeightBytes } from '../../src/models/t5/model.js';
+import { t5EngineBytes, t5WeightBytes } from '../../src/models/t5/model.js';
+import { MAX_ENGINE_BYTES } from '../../src/backend/matvec/engine.js';
 import { hubDir, needsShared } from '../helpers/shared.js';
 
 const GiB = 2 ** 30;
@@ -67,6 +68,15 @@ describe('checkMemoryBudget on the real FLAN-T5 configs', { skip: needsShared },
     assert.equal(await weightBytes('small'), 4 * 76_961_152);
     assert.equal(await weightBytes('base'), 4 * 247_577_856);
     assert.equal(await weightBytes('large'), 4 * 783_150_080);
+  });
+
+  test('the matvec engine takes the decode-step matrices up to flan-t5-large; flan-ul2 keeps them as tensors', async () => {
+    const config = async (name: string): Promise<ReturnType<typeof parseT5Config>> =>
+      parseT5Config(JSON.parse(await readFile(join(hubDir, 'google', name, 'config.json'), 'utf8')) as Record<string, unknown>);
+    for (const name of ['flan-t5-small', 'flan-t5-base', 'flan-t5-large']) {
+      assert.ok(t5EngineBytes(await config(name)) <= MAX_ENGINE_BYTES, name);
+    }
+    assert.ok(t5EngineBytes(await config('flan-ul2')) > MAX_ENGINE_BYTES);
   });
 
   test('flan-t5-small and flan-t5-base fit the wasm heap', async () => {

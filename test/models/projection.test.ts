@@ -25,10 +25,13 @@ describe('Projection', () => {
     test(`${backend}: the engine's product equals tf.matMul, for 1 and several rows`, async () => {
       await tf.setBackend(backend);
       assert.ok(engineEnabled());
+      forceEngine(false);
+      assert.ok(!engineEnabled(), 'tests can turn the engine off');
+      forceEngine(undefined);
       const w = tf.randomNormal([96, 61], 0, 1, 'float32', 1) as tf.Tensor2D;
       const expected = tf.randomNormal([96, 61], 0, 1, 'float32', 1) as tf.Tensor2D;
       const before = tf.memory().numTensors;
-      const p = Projection.from(w);
+      const p = Projection.from(w, true);
       assert.ok(w.isDisposed, 'the engine holds the only copy');
       for (const rows of [1, 5]) {
         const x = tf.randomNormal([rows, 96], 0, 1, 'float32', rows) as tf.Tensor2D;
@@ -46,14 +49,12 @@ describe('Projection', () => {
     });
   }
 
-  test('kept tensors survive, and forced off the projection is a tf.matMul on the tensor', async () => {
+  test('kept tensors survive, and unpacked the projection is a tf.matMul on the tensor', async () => {
     await tf.setBackend('wasm');
     const w = tf.randomNormal([8, 4], 0, 1, 'float32', 2) as tf.Tensor2D;
-    const packed = Projection.from(w, true);
+    const packed = Projection.from(w, true, true);
     assert.ok(!w.isDisposed);
-    forceEngine(false);
-    const plain = Projection.from(w, true);
-    forceEngine(undefined);
+    const plain = Projection.from(w, false, true);
     const x = tf.ones([2, 8]) as tf.Tensor2D;
     const [a, b] = [packed.apply(x), plain.apply(x)];
     assert.ok(maxDiff(a.dataSync(), b.dataSync()) < 1e-6);

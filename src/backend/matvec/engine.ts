@@ -21,6 +21,8 @@ import * as P from './protocol.js';
 
 const PAGE = 65536;
 const MAX_PAGES = 65536;
+/** What a model may put in the engine: the 4 GiB of a wasm32 memory less room for scratch and staging. */
+export const MAX_ENGINE_BYTES = 3.5 * 2 ** 30;
 const ALIGN = 64;
 /** Chunks per job: load balance between threads that may start late. */
 const CHUNKS = 16;

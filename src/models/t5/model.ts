@@ -28,7 +28,7 @@ import type { DecoderState, EncoderBatch, Seq2SeqModel } from '../../generation/
 import { attention, CheckpointWeights, InferenceLayer, type Activation } from '../layers.js';
 import type { T5Config } from './config.js';
 import { addRmsNorm, crossAttentionStep, gatedActivation, rmsNorm, selfAttentionStep, type KeyValues } from './kernels.js';
-import { MatVecEngine } from '../../backend/matvec/engine.js';
+import { MatVecEngine, MAX_ENGINE_BYTES } from '../../backend/matvec/engine.js';
 import { engineEnabled, Projection } from '../projection.js';
 import { bucketMatrix, relativePositionBucket } from './relative-position.js';
 
@@ -176,12 +176,12 @@ export class T5Attention extends InferenceLayer {
       this.qkv = this.own('qkv', await w.linearStack([n('q'), n('k'), n('v')], d, [i, i, i]));
       this.o = this.own('o', await w.linearStack([n('o')], i, [d]));
     } else if (role === 'decoder') {
-      this.qkvStep = Projection.from(await w.linearConcat([n('q'), n('k'), n('v')], d, [i, i, i]));
-      this.oStep = Projection.from(await w.linear(n('o'), i, d));
+      this.qkvStep = Projection.from(await w.linearConcat([n('q'), n('k'), n('v')], d, [i, i, i]), w.packProjections);
+      this.oStep = Projection.from(await w.linear(n('o'), i, d), w.packProjections);
     } else {
-      this.qStep = Projection.from(await w.linear(n('q'), d, i));
+      this.qStep = Projection.from(await w.linear(n('q'), d, i), w.packProjections);
       this.kv = this.own('kv', await w.linearStack([n('k'), n('v')], d, [i, i]));
-      this.oStep = Projection.from(await w.linear(n('o'), i, d));
+      this.oStep = Projection.from(await w.linear(n('o'), i, d), w.packProjections);
     }
     const rb = this.args.relativeBias;
     if (rb) {
@@ -380,8 +380,8 @@ export class T5FeedForward extends InferenceLayer {
       this.wi = this.own('wi', await w.linearStack(wi, dModel, outs));
       this.wo = this.own('wo', await w.linearStack([wo], dFf, [dModel]));
     } else {
-      this.wiStep = Projection.from(await w.linearConcat(wi, dModel, outs));
-      this.woStep = Projection.from(await w.linear(wo, dFf, dModel));
+      this.wiStep = Projection.from(await w.linearConcat(wi, dModel, outs), w.packProjections);
+      this.woStep = Projection.from(await w.linear(wo, dFf, dModel), w.packProjections);
     }
   }
 
@@ -649,10 +649,10 @@ export class T5SharedEmbedding extends InferenceLayer {
       // Stored once, transposed: the lm_head wants [dModel, vocab] for the fast matMul path, and an
       // embedding lookup is a gather of columns (tiny next to the head's matMul).
       this.table = this.own('weight', await w.linear(name, dModel, vocabSize));
-      this.head = Projection.from(this.table, true);
+      this.head = Projection.from(this.table, w.packProjections, true);
     } else {
       this.embedding = this.own('weight', (await w.tensor(name, [vocabSize, dModel])) as tf.Tensor2D);
-      this.head = Projection.from(await w.linear('lm_head.weight', dModel, vocabSize));
+      this.head = Projection.from(await w.linear('lm_head.weight', dModel, vocabSize), w.packProjections);
     }
   }
 
@@ -1102,7 +1102,7 @@ function t5StepMatrixBytes(c: T5Config): number {
  * XNNPACK's packed copy of the decode step's matrices (the encoder's are never packed). With the engine
  * the step's matrices pass through the heap while loading and are then freed.
  */
-export function t5HeapBytes(c: T5Config, engine = engineEnabled()): number {
+export function t5HeapBytes(c: T5Config, engine = packsProjections(c)): number {
   return t5WeightBytes(c) + (engine ? 0 : t5StepMatrixBytes(c));
 }
 
@@ -1112,11 +1112,19 @@ export function t5EngineBytes(c: T5Config): number {
 }
 
 /**
+ * Whether the decode step's matrices go to the matvec engine: where it runs, and when they fit its
+ * memory (a wasm32 memory too). Bigger models (flan-t5-xl and up, on the cpu backend) keep them as tensors.
+ */
+function packsProjections(c: T5Config): boolean {
+  return engineEnabled() && t5EngineBytes(c) <= MAX_ENGINE_BYTES;
+}
+
+/**
  * wasm: grows the memory a model's weights will fill (the heap, and the matvec engine's where it runs)
  * and faults its pages in on libuv's threads, until `until` settles (no tfjs op may run meanwhile).
  */
 export async function prefaultT5(config: T5Config, until?: Promise<unknown>): Promise<void> {
-  const engine = engineEnabled() && tf.getBackend() === 'wasm' ? MatVecEngine.shared().reserve(t5EngineBytes(config), until) : undefined;
+  const engine = packsProjections(config) && tf.getBackend() === 'wasm' ? MatVecEngine.shared().reserve(t5EngineBytes(config), until) : undefined;
   await Promise.all([prefaultHeap(t5HeapBytes(config), until), engine]);
 }
 
@@ -1136,7 +1144,7 @@ export async function loadT5(
   if (options.prefault ?? wasm) await prefaultT5(config);
   const model = new T5ForConditionalGeneration(config);
   try {
-    await model.load(new CheckpointWeights(reader));
+    await model.load(new CheckpointWeights(reader, packsProjections(config)));
   } catch (err) {
     model.dispose();
     throw err;
