@@ -7,11 +7,12 @@
  * Variants are data (config.ts): relu / gated-gelu / gated-silu feed-forward, tied or separate lm_head,
  * num_heads·d_kv ≠ d_model, a different decoder depth.
  *
- * Cost model (docs/performance-notes.md): on wasm, a 2-D matMul goes to XNNPACK, which packs its second
- * operand (the "weights") once per tensor, slowly (~0.25 GB/s), and keeps the packed copy.
- * - Decoder weights are long-lived [in, out] tensors (q|k|v and wi_0|wi_1 side by side, one matMul
- *   each), packed once at load (warmUp): a decode step streams them at memory speed. Converted
- *   artifacts store them [in, out] already (layout.ts), so loading them is a copy.
+ * Cost model (docs/performance-notes.md, docs/performance.md): a batch-1 decode step is bound by the
+ * memory bandwidth of streaming the decoder's matrices and the lm_head once.
+ * - Those matrices are Projections (../projection.ts): q|k|v and wi_0|wi_1 side by side, one product
+ *   each, read [in, out] (converted artifacts store them so, layout.ts) and packed once at load into the
+ *   matvec engine, which streams them on every core (wasm and cpu); elsewhere long-lived tensors. On
+ *   wasm, XNNPACK packs a matMul's second operand once per tensor, slowly (~0.25 GB/s).
  * - The encoder runs once per input on many positions, so it works on transposed activations
  *   xᵀ [dModel, positions] and multiplies the weights as stored (PyTorch's [out, in]): yᵀ = W·xᵀ. XNNPACK
  *   then packs the small activation, never the encoder weights: none of the packing time and memory the
@@ -798,9 +799,9 @@ export interface T5ForwardResult {
 
 export interface T5Model extends Seq2SeqModel {
   readonly config: T5Config;
-  /** Bytes of float32 weights the model holds (wasm's XNNPACK adds a packed copy of the decoder's matrices). */
+  /** Bytes of float32 weights the model holds (the decode step's matrices counted once, packed or not). */
   readonly weightBytes: number;
-  /** Milliseconds the load-time warm-up took (XNNPACK packing), when it ran. */
+  /** Milliseconds the load-time warm-up took (first-use costs: XNNPACK packing, JIT), when it ran. */
   readonly warmUpMs: number | undefined;
   /** Encoder hidden states: numLayers + 1 entries [batch, seqLen, dModel], the last after the final norm. */
   encoderHiddenStates(batch: EncoderBatch): Float32Array[];
@@ -1064,7 +1065,10 @@ class T5ForConditionalGeneration implements T5Model {
     });
   }
 
-  /** One tiny encode + step so XNNPACK packs every decoder weight now rather than on the first real token. */
+  /**
+   * One tiny encode + step so first-use costs (XNNPACK packing whatever the engine does not hold, the
+   * kernels' JIT) are paid now rather than on the first real token.
+   */
   warmUp(): void {
     const t0 = performance.now();
     const one = { inputIds: Int32Array.of(this.padTokenId), attentionMask: Int32Array.of(1), batch: 1, seqLen: 1 };
@@ -1129,11 +1133,11 @@ export async function prefaultT5(config: T5Config, until?: Promise<unknown>): Pr
 }
 
 /**
- * Loads a T5-family checkpoint. The decoder's matrices become [in, out] tensors (as a converted artifact
- * stores them, else transposed once here); with `warmUp` (default: on the wasm backend) one tiny encode +
- * step runs so XNNPACK's weight packing is paid at load, not on the first token. On wasm the heap is
- * first grown and its pages faulted in on other threads (`prefault`, default on; pass false when the
- * caller already ran prefaultHeap, e.g. while it loaded the tokenizer).
+ * Loads a T5-family checkpoint. The decoder's matrices are read [in, out] (as a converted artifact stores
+ * them, else transposed once here) and become Projections; with `warmUp` (default: on the wasm backend)
+ * one tiny encode + step runs so first-use costs are paid at load, not on the first token. On wasm the
+ * memory the weights fill is first grown and its pages faulted in on other threads (`prefault`, default
+ * on; pass false when the caller already ran prefaultT5, e.g. while it loaded the tokenizer).
  */
 export async function loadT5(
   reader: CheckpointReader,
@@ -1149,7 +1153,7 @@ export async function loadT5(
     model.dispose();
     throw err;
   }
-  // Only wasm packs weights on first use; elsewhere a warm-up would just be a wasted step.
+  // Only wasm has first-use costs worth a step at load (XNNPACK packs on first use).
   if (options.warmUp ?? wasm) model.warmUp();
   return model;
 }
