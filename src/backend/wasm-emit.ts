@@ -16,6 +16,7 @@ export const enum Op {
   end = 0x0b,
   localGet = 0x20,
   localSet = 0x21,
+  i32Load = 0x28,
   f32Load = 0x2a,
   f32Store = 0x38,
   i32Const = 0x41,
@@ -26,6 +27,7 @@ export const enum Op {
   i32Sub = 0x6b,
   i32Mul = 0x6c,
   i32And = 0x71,
+  i32Xor = 0x73,
   i32Shl = 0x74,
   f32Add = 0x92,
   f32Mul = 0x94,
@@ -94,6 +96,11 @@ export class Code {
   /** f32.load / f32.store with a byte offset. */
   scalar(op: Op.f32Load | Op.f32Store, offset: number): this {
     this.bytes.push(op, 2, ...uleb(offset));
+    return this;
+  }
+  /** i32.load with a byte offset (alignment hint: 4 bytes). */
+  load32(offset: number): this {
+    this.bytes.push(Op.i32Load, 2, ...uleb(offset));
     return this;
   }
   /** The f32 sum of the four lanes of v128 `local`: l0 + (l1 + (l2 + l3)). */

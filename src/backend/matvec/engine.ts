@@ -7,8 +7,10 @@
  * in Node and its XNNPACK kernel reads ~9 GB/s on this machine kind; one core cannot go past ~12 GB/s from
  * WebAssembly at all, both cores together ~20 GB/s. The engine packs each matrix once into the one
  * layout its kernel streams (kernel-wasm.ts) and splits each product between the calling thread and
- * worker threads sharing the memory (protocol.ts). It holds the only copy of the matrices it packs:
- * XNNPACK keeps no packed duplicate of them, which also shortens the model's warm-up.
+ * worker threads sharing the memory (protocol.ts). Between products, idle workers read into cache the
+ * matrix that followed the current one last time (a decode step multiplies in the same order every time).
+ * The engine holds the only copy of the matrices it packs: XNNPACK keeps no packed duplicate of them,
+ * which also shortens the model's warm-up.
  *
  * The results do not depend on the number of threads or rows (each output's sum is formed the same way).
  */
@@ -128,6 +130,15 @@ export class MatVecEngine {
   private readonly workers: Worker[] = [];
   private seq = 0;
   private scratch: Range = { at: 0, bytes: 0 };
+  /** The product that followed each matrix last time (a decode step multiplies in the same order each time). */
+  private readonly successor = new Map<number, PackedMatrix>();
+  private previous: PackedMatrix | undefined;
+  /**
+   * Whether idle workers read the predicted next matrix into cache (protocol.ts NEXT_AT): between two
+   * products of a decode step the caller computes for tens of microseconds, and the memory bus would idle.
+   * Off only to measure what it brings; results are the same either way.
+   */
+  readAhead = true;
   /** Threads that compute a product: the caller plus the workers started. */
   readonly threads: number;
 
@@ -210,6 +221,10 @@ export class MatVecEngine {
   }
 
   free(m: PackedMatrix): void {
+    // A stale prediction would only read freed memory; forget it anyway so that nothing points at m.
+    this.successor.delete(m.at);
+    for (const [at, next] of this.successor) if (next === m) this.successor.delete(at);
+    if (this.previous === m) this.previous = undefined;
     this.arena.release(m.at, m.bytes);
   }
 
@@ -236,6 +251,11 @@ export class MatVecEngine {
         mem.set(x.subarray(r * k, (r + 1) * k), xAt / 4 + r * kPadded);
         mem[xAt / 4 + r * kPadded + k] = 0;
       }
+    if (this.previous !== undefined) this.successor.set(this.previous.at, m);
+    this.previous = m;
+    const next = this.readAhead ? this.successor.get(m.at) : undefined;
+    Atomics.store(this.ctl, P.NEXT_AT, next?.at ?? 0);
+    Atomics.store(this.ctl, P.NEXT_BYTES, next?.bytes ?? 0);
     this.run(xAt, m.at, yAt, kPadded, rows, xStride, yStride, blocks);
     if (n === blocks * BLOCK) out.set(mem.subarray(yAt / 4, yAt / 4 + rows * n));
     else for (let r = 0; r < rows; r++) out.set(mem.subarray(yAt / 4 + (r * yStride) / 4, yAt / 4 + (r * yStride) / 4 + n), r * n);

@@ -1,5 +1,6 @@
 /**
- * The bytes of a small WebAssembly module with one SIMD function: rows of x times a packed weight matrix.
+ * The bytes of a small WebAssembly module: mv, a SIMD function multiplying rows of x by a packed weight
+ * matrix, with pack (the packing copy) and touch (a read-ahead into cache).
  * Emitted here rather than shipped as a binary or compiled from a toolchain: it is a few dozen
  * instructions, and the source of every byte stays readable and reviewable next to the engine using it.
  *
@@ -142,14 +143,34 @@ function packBody(): number[] {
   return [...vec([[...uleb(PACK_I32_LOCALS), I32]]), ...c.bytes];
 }
 
-/** The module: imports env.memory (shared, up to 4 GiB), exports mv and pack. */
+// touch(from, to) → i32: one load per 64-byte line of [from, to), so that the lines are in cache when a
+// product reads them (a worker's read-ahead, worker.ts). The loads are folded into the result so that
+// the compiler cannot drop them.
+const FROM = 0;
+const TO = 1;
+const FOLD = 2;
+
+function touchBody(): number[] {
+  const c = new Code();
+  c.open(Op.block).open(Op.loop);
+  c.get(FROM).get(TO).op(Op.i32GeU).branch(Op.brIf, 1);
+  c.get(FOLD).get(FROM).load32(0).op(Op.i32Xor).set(FOLD);
+  c.get(FROM).i32(64).op(Op.i32Add).set(FROM);
+  c.branch(Op.br, 0);
+  c.op(Op.end, Op.end);
+  c.get(FOLD);
+  c.op(Op.end); // function
+  return [...vec([[...uleb(1), I32]]), ...c.bytes];
+}
+
+/** The module: imports env.memory (shared, up to 4 GiB), exports mv, pack and touch. */
 export function matVecModuleBytes(): Uint8Array {
   const i32s = (n: number): number[] => vec(new Array<number[]>(n).fill([I32]));
-  const type = section(1, vec([[0x60, ...i32s(PARAMS), ...vec([])], [0x60, ...i32s(PACK_PARAMS), ...vec([])]]));
+  const type = section(1, vec([[0x60, ...i32s(PARAMS), ...vec([])], [0x60, ...i32s(PACK_PARAMS), ...vec([])], [0x60, ...i32s(2), ...i32s(1)]]));
   const imports = section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x03, ...uleb(1), ...uleb(65536)]]));
-  const functions = section(3, vec([uleb(0), uleb(1)]));
-  const exports = section(7, vec([[...name('mv'), 0x00, ...uleb(0)], [...name('pack'), 0x00, ...uleb(1)]]));
-  const bodies = [mvBody(), packBody()];
+  const functions = section(3, vec([uleb(0), uleb(1), uleb(2)]));
+  const exports = section(7, vec([[...name('mv'), 0x00, ...uleb(0)], [...name('pack'), 0x00, ...uleb(1)], [...name('touch'), 0x00, ...uleb(2)]]));
+  const bodies = [mvBody(), packBody(), touchBody()];
   const code = section(10, vec(bodies.map((body) => [...uleb(body.length), ...body])));
   return new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...type, ...imports, ...functions, ...exports, ...code]);
 }

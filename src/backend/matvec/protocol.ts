@@ -25,6 +25,9 @@ export const PARAM_X_STRIDE = 9;
 export const PARAM_Y_STRIDE = 10;
 export const PARAM_BLOCKS = 11;
 export const PARAM_CHUNK = 12;
+/** The matrix the caller expects to multiply next (0 bytes: none): idle workers read it into cache. */
+export const NEXT_AT = 13;
+export const NEXT_BYTES = 14;
 
 /** CLAIM when no job is open. */
 export const CLOSED = -1;
@@ -36,6 +39,7 @@ export const openClaim = (seq: number): number => tagOf(seq) << 16;
 
 /** The exported kernel, as both the caller and the workers call it (kernel-wasm.ts). */
 export type PackFunction = (src: number, dst: number, k: number, n: number, blocks: number, blockBytes: number) => void;
+export type TouchFunction = (from: number, to: number) => number;
 export type MvFunction = (x: number, w: number, y: number, k: number, rows: number, xStride: number, yStride: number, b: number, bEnd: number) => void;
 
 /**

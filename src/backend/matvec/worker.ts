@@ -2,14 +2,18 @@
  * A matvec engine worker thread (engine.ts): runs chunks of the jobs the main thread posts in shared
  * memory. Between jobs it spins for a while (a decode step posts dozens of jobs tens of microseconds
  * apart, and waking from Atomics.wait takes longer than most of them), then sleeps until notified.
+ * Right after its share of a job it reads the matrix the caller predicted for the next job into cache,
+ * until that job is posted: the memory bus is otherwise idle while the caller does a step's other work.
  */
 import { workerData } from 'node:worker_threads';
-import { QUIT, runChunks, SEQ, SLEEPING, type MvFunction } from './protocol.js';
+import { NEXT_AT, NEXT_BYTES, QUIT, runChunks, SEQ, SLEEPING, type MvFunction, type TouchFunction } from './protocol.js';
 
 const SPIN_MS = 3;
 
 const { module, memory } = workerData as { module: WebAssembly.Module; memory: WebAssembly.Memory };
-const mv = (new WebAssembly.Instance(module, { env: { memory } }).exports as { mv: MvFunction }).mv;
+const { mv, touch } = new WebAssembly.Instance(module, { env: { memory } }).exports as { mv: MvFunction; touch: TouchFunction };
+/** Read-ahead granule: small enough to see the next job within a few microseconds. */
+const AHEAD = 16384;
 const ctl = new Int32Array(memory.buffer, 0, 16);
 
 let seen = Atomics.load(ctl, SEQ);
@@ -30,4 +34,8 @@ for (;;) {
   if (seq === QUIT) break;
   seen = seq;
   runChunks(ctl, seq, mv);
+  // The caller now does the step's other work: read the matrix it multiplies next into cache meanwhile.
+  const at = Atomics.load(ctl, NEXT_AT);
+  const end = at + Atomics.load(ctl, NEXT_BYTES);
+  for (let p = at; p < end && Atomics.load(ctl, SEQ) === seq; p += AHEAD) touch(p, Math.min(end, p + AHEAD));
 }

@@ -97,6 +97,32 @@ describe('MatVecEngine', () => {
     e.free(c);
   });
 
+  test('read-ahead of the predicted next matrix changes no result, also once that matrix is freed', () => {
+    const e = engines[1] as MatVecEngine;
+    const shapes: [number, number][] = [
+      [512, 1152],
+      [384, 512],
+      [1024, 512],
+    ];
+    const packed = shapes.map(([k, n], i) => ({ k, n, w: values(k * n, 20 + i), m: e.pack(values(k * n, 20 + i), k, n) }));
+    const x = values(1024, 9);
+    const run = (): Float32Array[] =>
+      packed.map(({ k, n, m }) => {
+        const out = new Float32Array(n);
+        e.multiply(x.subarray(0, k), 1, m, out);
+        return out;
+      });
+    e.readAhead = false;
+    const without = run();
+    e.readAhead = true;
+    // The second pass and later run with every successor predicted and read ahead.
+    for (let pass = 0; pass < 3; pass++) assert.deepEqual(run(), without);
+    const last = packed.pop()!;
+    e.free(last.m);
+    assert.deepEqual(run(), without.slice(0, 2));
+    for (const { m } of packed) e.free(m);
+  });
+
   test('refuses arrays that do not match the shape', () => {
     const [e] = engines as [MatVecEngine];
     assert.throws(() => e.pack(new Float32Array(10), 3, 4), RangeError);
