@@ -24,11 +24,14 @@ import { activate, rmsNorm as rmsNormOps, type Activation } from '../layers.js';
 type Attrs = Record<string, number | boolean | string>;
 type Shape = number[];
 
-/** A fused kernel: output shapes from input shapes, then one pass over float32 memory. */
+/** A tensor's memory as the kernel sees it: float32, or int32 for token ids. */
+type View = Float32Array | Int32Array;
+
+/** A fused kernel: output shapes from input shapes, then one pass over the tensors' memory (float32 out). */
 interface FusedKernel {
   readonly inputs: readonly string[];
   outputShapes(shapes: readonly Shape[], attrs: Attrs): Shape[];
-  compute(inputs: readonly Float32Array[], outputs: readonly Float32Array[], shapes: readonly Shape[], attrs: Attrs): void;
+  compute(inputs: readonly View[], outputs: readonly Float32Array[], shapes: readonly Shape[], attrs: Attrs): void;
 }
 
 const size = (s: readonly number[]): number => s.reduce((a, b) => a * b, 1);
@@ -352,7 +355,7 @@ const SELF_ATTENTION_STEP: FusedKernel = {
     const H = num(a, 'heads');
     const D = num(a, 'dKv');
     const T = pastShape ? (pastShape[2] as number) : 0;
-    appendPosition(y as Float32Array, pk ?? EMPTY, pv ?? EMPTY, K as Float32Array, V as Float32Array, rows, H, D, T);
+    appendPosition(y as Float32Array, (pk as Float32Array | undefined) ?? EMPTY, (pv as Float32Array | undefined) ?? EMPTY, K as Float32Array, V as Float32Array, rows, H, D, T);
     if (onHeap([y, K, V, ctx] as Float32Array[], T + 1, D)) {
       selfAttendHeap(y as Float32Array, K as Float32Array, V as Float32Array, table as Float32Array, ctx as Float32Array, rows, H, D, T + 1, last(tableShape as Shape), num(a, 'start'));
       return;
@@ -371,10 +374,24 @@ const CROSS_ATTENTION_STEP: FusedKernel = {
     const zeros = mask ? undefined : zerosOf(S);
     const maskRows = maskShape !== undefined && (maskShape[0] as number) > 1;
     if (onHeap([q, k, vT, ctx] as Float32Array[], S, num(a, 'dKv')) && S % 4 === 0) {
-      crossAttendHeap(q as Float32Array, k as Float32Array, vT as Float32Array, mask ?? (zeros as Float32Array), maskRows, ctx as Float32Array, rows, num(a, 'heads'), num(a, 'dKv'), S);
+      crossAttendHeap(q as Float32Array, k as Float32Array, vT as Float32Array, (mask as Float32Array | undefined) ?? (zeros as Float32Array), maskRows, ctx as Float32Array, rows, num(a, 'heads'), num(a, 'dKv'), S);
       return;
     }
-    crossAttend(q as Float32Array, k as Float32Array, vT as Float32Array, mask ?? (zeros as Float32Array), maskRows, ctx as Float32Array, rows, num(a, 'heads'), num(a, 'dKv'), S, scratch(S + num(a, 'dKv')));
+    crossAttend(q as Float32Array, k as Float32Array, vT as Float32Array, (mask as Float32Array | undefined) ?? (zeros as Float32Array), maskRows, ctx as Float32Array, rows, num(a, 'heads'), num(a, 'dKv'), S, scratch(S + num(a, 'dKv')));
+  },
+};
+
+/** Inputs table [vocab, d] and ids [n] (int32): the rows [n, d] (wasm's GatherV2 takes ~150 µs for one row). */
+const GATHER_ROWS: FusedKernel = {
+  inputs: ['table', 'ids'],
+  outputShapes: ([table, ids]) => [[(ids as Shape)[0] as number, (table as Shape)[1] as number]],
+  compute([table, ids], [y], [tableShape]) {
+    const [vocab, d] = tableShape as [number, number];
+    for (let r = 0; r < (ids as Int32Array).length; r++) {
+      const id = (ids as Int32Array)[r] as number;
+      if (!(id >= 0 && id < vocab)) throw new RangeError(`token id ${id} is outside the embedding table (${vocab} rows)`);
+      (y as Float32Array).set((table as Float32Array).subarray(id * d, (id + 1) * d), r * d);
+    }
   },
 };
 
@@ -390,6 +407,7 @@ const KERNELS: Readonly<Record<string, FusedKernel>> = {
   TfhfGatedActivation: GATED_ACT,
   TfhfSelfAttentionStep: SELF_ATTENTION_STEP,
   TfhfCrossAttentionStep: CROSS_ATTENTION_STEP,
+  TfhfGatherRows: GATHER_ROWS,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -409,7 +427,7 @@ function wasmKernel(k: FusedKernel) {
     const shapes = ins.map((i) => (i ? i.shape : (undefined as unknown as Shape)));
     const outs = k.outputShapes(shapes, a).map((s) => b.makeOutput(s, 'float32'));
     // Views after every allocation: growing the heap detaches earlier ones.
-    const inViews = ins.map((i) => (i ? (b.typedArrayFromHeap(i) as Float32Array) : (undefined as unknown as Float32Array)));
+    const inViews = ins.map((i) => (i ? (b.typedArrayFromHeap(i) as View) : (undefined as unknown as View)));
     const outViews = outs.map((o) => b.typedArrayFromHeap(o) as Float32Array);
     k.compute(inViews, outViews, shapes, a);
     return outs.length === 1 ? (outs[0] as tf.TensorInfo) : outs;
@@ -422,7 +440,7 @@ function cpuKernel(k: FusedKernel) {
     const a = (attrs ?? {}) as Attrs;
     const ins = present(k, inputs);
     const shapes = ins.map((i) => (i ? i.shape : (undefined as unknown as Shape)));
-    const inViews = ins.map((i) => (i ? (b.readSync(i.dataId) as Float32Array) : (undefined as unknown as Float32Array)));
+    const inViews = ins.map((i) => (i ? (b.readSync(i.dataId) as View) : (undefined as unknown as View)));
     const outShapes = k.outputShapes(shapes, a);
     const outViews = outShapes.map((s) => new Float32Array(size(s)));
     k.compute(inViews, outViews, shapes, a);
@@ -512,6 +530,12 @@ export function gatedActivation<T extends tf.Tensor>(h: T, activation: Activatio
   const axis = columns ? 0 : h.rank - 1;
   const [h0, h1] = tf.split(h, 2, axis) as unknown as [T, T];
   return tf.mul(activate(h0, activation), h1);
+}
+
+/** table [vocab, d] rows at ids [n] (int32): [n, d], as tf.gather(table, ids). */
+export function gatherRows(table: tf.Tensor2D, ids: tf.Tensor1D): tf.Tensor2D {
+  if (fusedKernels() && table.dtype === 'float32' && ids.dtype === 'int32') return run('TfhfGatherRows', { table, ids }, {}) as tf.Tensor2D;
+  return tf.gather(table, ids);
 }
 
 /** Keys and values of one attention, [rows, heads, len, dKv]. */

@@ -28,7 +28,7 @@ import type { CheckpointReader } from '../../formats/tensor.js';
 import type { DecoderState, EncoderBatch, Seq2SeqModel } from '../../generation/seq2seq.js';
 import { attention, CheckpointWeights, InferenceLayer, type Activation } from '../layers.js';
 import type { T5Config } from './config.js';
-import { addRmsNorm, crossAttentionStep, gatedActivation, rmsNorm, selfAttentionStep, type KeyValues } from './kernels.js';
+import { addRmsNorm, crossAttentionStep, gatedActivation, gatherRows, rmsNorm, selfAttentionStep, type KeyValues } from './kernels.js';
 import { MatVecEngine, MAX_ENGINE_BYTES } from '../../backend/matvec/engine.js';
 import { engineEnabled, Projection } from '../projection.js';
 import { bucketMatrix, relativePositionBucket } from './relative-position.js';
@@ -673,13 +673,13 @@ export class T5SharedEmbedding extends InferenceLayer {
 
   /** ids [n] → [n, dModel]. */
   embed(ids: tf.Tensor1D): tf.Tensor2D {
-    if (this.embedding) return tf.gather(this.embedding, ids);
+    if (this.embedding) return gatherRows(this.embedding, ids);
     return transpose2d(tf.gather(this.columns, ids, 1));
   }
 
   /** ids [n] → [dModel, n] (the encoder's transposed layout). */
   embedColumns(ids: tf.Tensor1D): tf.Tensor2D {
-    if (this.embedding) return transpose2d(tf.gather(this.embedding, ids));
+    if (this.embedding) return transpose2d(gatherRows(this.embedding, ids));
     return tf.gather(this.columns, ids, 1);
   }
 

@@ -12,7 +12,7 @@ import { convertModel } from '../../../src/commands/convert.js';
 import { openCheckpoint } from '../../../src/formats/checkpoint.js';
 import { silentLog } from '../../../src/log.js';
 import { parseT5Config, type T5Config } from '../../../src/models/t5/config.js';
-import { forceFusedKernels, fusedKernels, gatedActivation, rmsNorm, addRmsNorm, selfAttentionStep } from '../../../src/models/t5/kernels.js';
+import { addRmsNorm, forceFusedKernels, fusedKernels, gatedActivation, gatherRows, rmsNorm, selfAttentionStep } from '../../../src/models/t5/kernels.js';
 import { loadT5, type T5Model } from '../../../src/models/t5/model.js';
 import { forceEngine } from '../../../src/models/projection.js';
 import { goldenDir, needsShared, repoPath } from '../../helpers/shared.js';
@@ -85,6 +85,8 @@ describe('fused kernels', () => {
       const qkv = tf.randomNormal([2, 3 * 4 * 8], 0, 1, 'float32', 6) as tf.Tensor2D;
       const past = { k: tf.randomNormal([2, 4, 5, 8], 0, 1, 'float32', 7) as tf.Tensor4D, v: tf.randomNormal([2, 4, 5, 8], 0, 1, 'float32', 8) as tf.Tensor4D };
       const table = tf.randomNormal([1, 4, 1, 16], 0, 1, 'float32', 9) as tf.Tensor4D;
+      const embeddings = tf.randomNormal([11, 64], 0, 1, 'float32', 10) as tf.Tensor2D;
+      const ids = tf.tensor1d([3, 0, 10, 3], 'int32');
       const run = (): tf.Tensor[] => [
         rmsNorm(rows, g, 1e-6),
         rmsNorm(cols, g, 1e-6, true),
@@ -93,6 +95,7 @@ describe('fused kernels', () => {
         gatedActivation(h, 'gelu_new', true),
         gatedActivation(hCols, 'silu', true, true),
         gatedActivation(h, 'gelu_new', false),
+        gatherRows(embeddings, ids),
         ...((): tf.Tensor[] => {
           const r = selfAttentionStep(qkv, past, table, 10, 4, 8);
           return [r.ctx, r.kv.k, r.kv.v];
@@ -110,7 +113,7 @@ describe('fused kernels', () => {
         assert.deepEqual(t.shape, ops[i]?.shape, `${backend} output ${i}`);
         assert.ok(maxDiff(t.dataSync(), (ops[i] as tf.Tensor).dataSync()) < 2e-6, `${backend} output ${i}`);
       });
-      tf.dispose([...fused, ...ops, rows, cols, g, h, hCols, qkv, past.k, past.v, table]);
+      tf.dispose([...fused, ...ops, rows, cols, g, h, hCols, qkv, past.k, past.v, table, embeddings, ids]);
     }
     await tf.setBackend('wasm');
   });
