@@ -16,26 +16,42 @@ const { mv, touch } = new WebAssembly.Instance(module, { env: { memory } }).expo
 const AHEAD = 16384;
 const ctl = new Int32Array(memory.buffer, 0, 16);
 
-let seen = Atomics.load(ctl, SEQ);
-for (;;) {
+/** The next job's sequence number after `seen`: spins for SPIN_MS, then sleeps until notified. */
+function nextJob(seen: number): number {
   let seq = Atomics.load(ctl, SEQ);
-  if (seq === seen) {
-    const until = performance.now() + SPIN_MS;
-    for (let spins = 1; (seq = Atomics.load(ctl, SEQ)) === seen; spins++) {
-      if ((spins & 1023) === 0 && performance.now() > until) {
-        // SLEEPING before the wait, which sleeps only if SEQ is still `seen`: a job posted in between is
-        // either seen by the wait or finds SLEEPING set and notifies.
-        Atomics.add(ctl, SLEEPING, 1);
-        Atomics.wait(ctl, SEQ, seen);
-        Atomics.sub(ctl, SLEEPING, 1);
-      }
+  if (seq !== seen) return seq;
+  let until = performance.now() + SPIN_MS;
+  for (let spins = 1; (seq = Atomics.load(ctl, SEQ)) === seen; spins++) {
+    if ((spins & 1023) === 0 && performance.now() > until) {
+      // SLEEPING before the wait, which sleeps only if SEQ is still `seen`: a job posted in between is
+      // either seen by the wait or finds SLEEPING set and notifies.
+      Atomics.add(ctl, SLEEPING, 1);
+      Atomics.wait(ctl, SEQ, seen);
+      Atomics.sub(ctl, SLEEPING, 1);
+      until = performance.now() + SPIN_MS;
     }
   }
-  if (seq === QUIT) break;
-  seen = seq;
-  runChunks(ctl, seq, mv);
-  // The caller now does the step's other work: read the matrix it multiplies next into cache meanwhile.
+  return seq;
+}
+
+/** While the caller does the step's other work, reads the matrix it multiplies next into cache. */
+function readAhead(seq: number): void {
   const at = Atomics.load(ctl, NEXT_AT);
   const end = at + Atomics.load(ctl, NEXT_BYTES);
   for (let p = at; p < end && Atomics.load(ctl, SEQ) === seq; p += AHEAD) touch(p, Math.min(end, p + AHEAD));
 }
+
+// A loop calling small functions rather than one loop at the top level: V8 optimises top-level code by
+// on-stack replacement, a larger compilation (one took ~70 ms of a compiler thread, competing with the
+// two threads streaming a process's first products) that was deoptimised and redone more than once.
+function serve(): void {
+  for (let seen = Atomics.load(ctl, SEQ); ; ) {
+    const seq = nextJob(seen);
+    if (seq === QUIT) return;
+    seen = seq;
+    runChunks(ctl, seq, mv);
+    readAhead(seq);
+  }
+}
+
+serve();
