@@ -41,8 +41,16 @@ export const enum Simd {
   store = 0x0b,
   const = 0x0c,
   f32x4ExtractLane = 0x1f,
+  f32x4Nearest = 0x6a,
+  i32x4Shl = 0xab,
+  i32x4Add = 0xae,
   f32x4Add = 0xe4,
+  f32x4Sub = 0xe5,
   f32x4Mul = 0xe6,
+  f32x4Div = 0xe7,
+  f32x4Min = 0xe8,
+  f32x4Max = 0xe9,
+  i32x4TruncSatF32x4S = 0xf8,
 }
 
 export function uleb(n: number): number[] {
@@ -115,6 +123,16 @@ export class Code {
   }
   zero(): this {
     return this.simd(Simd.const, ...new Array<number>(16).fill(0));
+  }
+  /** v128.const with `value` (rounded to float32) in all four f32 lanes. */
+  f32x4(value: number): this {
+    const lane = [...new Uint8Array(Float32Array.of(value).buffer)];
+    return this.simd(Simd.const, ...lane, ...lane, ...lane, ...lane);
+  }
+  /** v128.const with `value` in all four i32 lanes. */
+  i32x4(value: number): this {
+    const lane = [...new Uint8Array(Int32Array.of(value).buffer)];
+    return this.simd(Simd.const, ...lane, ...lane, ...lane, ...lane);
   }
   /** local += a */
   addTo(local: number, emitA: () => void): this {

@@ -10,7 +10,8 @@
  * matMuls on weights, 4 small attention products, 3 norms each fused with the residual add before it, one
  * activation, one cache append, softmaxes and a bias add), ~170 per step. Products stay tfjs matMuls: a
  * JavaScript loop is ~2× slower per multiply-add than wasm's, so only work that is not multiply-adds moves
- * here, and the activation only while small (Math.exp is slow, FUSED_ACTIVATION_MAX).
+ * here, and the activation only while small (Math.exp is slow, FUSED_ACTIVATION_MAX) or when the heap's
+ * SIMD loop computes it (gated gelu_new / silu on rows).
  *
  * Layouts: "rows" tensors are [rows, d] (normalised over the last axis); with `columns` they are [d, n]
  * (the encoder works on transposed activations, normalised over axis 0).
@@ -329,9 +330,18 @@ const GATED_ACT: FusedKernel = {
     const act = ACT[a.activation as string] as (x: number) => number;
     if (a.gated !== true) activateAll(h as Float32Array, y as Float32Array, act);
     else if (a.columns === true) gatedHalves(h as Float32Array, y as Float32Array, act);
-    else gatedRows(h as Float32Array, y as Float32Array, last(hs as Shape) / 2, act);
+    else if (!gatedRowsHeap(h as Float32Array, y as Float32Array, last(hs as Shape) / 2, a.activation as string)) gatedRows(h as Float32Array, y as Float32Array, last(hs as Shape) / 2, act);
   },
 };
+
+/** gatedRows with the heap's SIMD loops where they apply (gelu_new or silu, f a multiple of 4). */
+function gatedRowsHeap(h: Float32Array, y: Float32Array, f: number, activation: string): boolean {
+  if (!heap || f % 4 !== 0 || !onHeap([h, y], 0, 0)) return false;
+  const loop = activation === 'gelu_new' ? heap.k.gatedGelu : activation === 'silu' ? heap.k.gatedSilu : undefined;
+  if (!loop) return false;
+  loop(h.byteOffset, y.byteOffset, y.length / f, f);
+  return true;
+}
 
 /**
  * Inputs qkv [rows, 3·H·D], table [1, H, 1, n], pastK, pastV [rows, H, T, D] (absent at T = 0); outputs
@@ -518,14 +528,22 @@ export function addRmsNorm<T extends tf.Tensor>(x: T, r: T, g: tf.Tensor1D, eps:
 }
 
 /**
- * Above this many outputs the activation runs as tfjs ops: Math.exp costs ~10–20 ns in JavaScript, more
- * than wasm's vectorised sigmoid plus the extra kernels (decode steps are far below it, encoders above).
+ * Above this many outputs the activation runs as tfjs ops, unless the heap's SIMD loop takes it: Math.exp
+ * costs ~10–20 ns in JavaScript, more than wasm's vectorised sigmoid plus the extra kernels (decode steps
+ * are far below it, encoders above).
  */
 const FUSED_ACTIVATION_MAX = 8192;
 
+/** Whether gatedRowsHeap will take a gated activation of rows h [..., 2f] (the heap is set up by fusedKernels()). */
+function simdGated(h: tf.Tensor, activation: Activation, gated: boolean, columns: boolean): boolean {
+  return gated && !columns && heap !== undefined && (activation === 'gelu_new' || activation === 'silu') && ((h.shape[h.rank - 1] as number) / 2) % 4 === 0;
+}
+
 /** act(h₀)·h₁ for h = [h₀ | h₁] (last axis, or axis 0 with `columns`); ungated: act(h). */
 export function gatedActivation<T extends tf.Tensor>(h: T, activation: Activation, gated: boolean, columns = false): T {
-  if (fusedKernels() && fusedActivation(activation) && h.size <= (gated ? 2 : 1) * FUSED_ACTIVATION_MAX) return run('TfhfGatedActivation', { h }, { activation, gated, columns }) as T;
+  if (fusedKernels() && fusedActivation(activation) && (h.size <= (gated ? 2 : 1) * FUSED_ACTIVATION_MAX || simdGated(h, activation, gated, columns))) {
+    return run('TfhfGatedActivation', { h }, { activation, gated, columns }) as T;
+  }
   if (!gated) return activate(h, activation);
   const axis = columns ? 0 : h.rank - 1;
   const [h0, h1] = tf.split(h, 2, axis) as unknown as [T, T];

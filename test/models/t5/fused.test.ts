@@ -93,6 +93,7 @@ describe('fused kernels', () => {
         ...addRmsNorm(rows, rows, g, 1e-6),
         ...addRmsNorm(cols, cols, g, 1e-6, true),
         gatedActivation(h, 'gelu_new', true),
+        gatedActivation(h, 'silu', true),
         gatedActivation(hCols, 'silu', true, true),
         gatedActivation(h, 'gelu_new', false),
         gatherRows(embeddings, ids),
