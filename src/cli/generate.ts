@@ -8,7 +8,8 @@ import { floatOption, integerOption } from './numbers.js';
 import { openResultSink } from './results.js';
 import { DEFAULT_T5_MODEL } from './tokenize.js';
 
-interface RawGenerateOptions {
+/** Generation flags parse straight to GenerationOptions' types; the ones redeclared below are the exceptions. */
+interface RawGenerateOptions extends Omit<GenerationOptions, 'earlyStopping' | 'eosTokenId'> {
   model: string;
   input?: string;
   field?: string;
@@ -16,19 +17,10 @@ interface RawGenerateOptions {
   json?: boolean;
   stream?: boolean;
   batchSize: number;
+  /** Required here: the flag has a default. */
   maxNewTokens: number;
-  minNewTokens?: number;
-  numBeams?: number;
-  lengthPenalty?: number;
   earlyStopping?: string | boolean;
-  numReturnSequences?: number;
-  doSample?: boolean;
-  temperature?: number;
-  topK?: number;
-  topP?: number;
-  seed?: number;
-  repetitionPenalty?: number;
-  noRepeatNgramSize?: number;
+  /** The flag is repeatable. */
   eosTokenId?: number[];
 }
 

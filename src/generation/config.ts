@@ -129,22 +129,14 @@ class FieldReader {
   }
 }
 
-/** The generation fields a repo can carry; with no generation_config.json they come from config.json. */
-interface RepoSettings {
+/**
+ * The generation fields a repo can carry; with no generation_config.json they come from config.json. A repo has
+ * no seed, and its eos ids are read with the other token ids; max_length and min_length count the decoder start
+ * token, so they stay apart from the user's new-token counts.
+ */
+interface RepoSettings extends Omit<GenerationOptions, 'seed' | 'eosTokenId'> {
   maxLength?: number;
-  maxNewTokens?: number;
   minLength?: number;
-  minNewTokens?: number;
-  numBeams?: number;
-  lengthPenalty?: number;
-  earlyStopping?: EarlyStopping;
-  numReturnSequences?: number;
-  doSample?: boolean;
-  temperature?: number;
-  topK?: number;
-  topP?: number;
-  repetitionPenalty?: number;
-  noRepeatNgramSize?: number;
 }
 
 function readRepoSettings(r: FieldReader): RepoSettings {

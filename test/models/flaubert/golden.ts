@@ -1,5 +1,4 @@
 /** The FlauBERT golden files (../shared/reference/golden/flaubert-*.json) and the comparisons the tests share. */
-import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { goldenDir, repoPath } from '../../helpers/shared.js';
@@ -55,25 +54,6 @@ export function readGolden(name: string): FlaubertGolden {
 
 export function readRepoConfig(repo: string): Record<string, unknown> {
   return JSON.parse(readFileSync(join(repoPath(repo), 'config.json'), 'utf8')) as Record<string, unknown>;
-}
-
-export const flat = (v: unknown): number[] => (Array.isArray(v) ? v.flatMap(flat) : [v as number]);
-
-/** Half a unit in the 6th significant digit of a golden value: its rounding error. */
-export function goldenRounding(value: number): number {
-  return value === 0 ? 0 : 0.5 * 10 ** (Math.floor(Math.log10(Math.abs(value))) - 5);
-}
-
-/** Largest |actual − expected| beyond the rounding of the expected (golden) values. */
-export function maxAbsDiff(actual: ArrayLike<number>, expected: unknown): number {
-  const e = flat(expected);
-  assert.equal(actual.length, e.length, 'length');
-  let m = 0;
-  for (let i = 0; i < e.length; i++) {
-    const want = e[i] as number;
-    m = Math.max(m, Math.abs((actual[i] as number) - want) - goldenRounding(want));
-  }
-  return m;
 }
 
 /** Softmax of one row, in double precision. */

@@ -24,12 +24,12 @@ import {
 } from '../../../src/models/flaubert/model.js';
 import { silentLog } from '../../../src/log.js';
 import { CheckpointWeights } from '../../../src/models/layers.js';
+import { maxAbsDiff } from '../../helpers/golden.js';
 import { needsShared, repoPath } from '../../helpers/shared.js';
 import { tempDir } from '../../helpers/tmp.js';
 import {
   FLAUBERT_GOLDENS,
   LOGIT_TOLERANCE,
-  maxAbsDiff,
   readGolden,
   readRepoConfig,
   SCORE_TOLERANCE,

@@ -14,6 +14,7 @@ import type { EncoderBatch } from '../../../src/generation/seq2seq.js';
 import { CheckpointWeights } from '../../../src/models/layers.js';
 import { parseT5Config, type T5Config } from '../../../src/models/t5/config.js';
 import { loadT5, T5Block, t5WeightBytes, type T5Model } from '../../../src/models/t5/model.js';
+import { maxAbsDiff } from '../../helpers/golden.js';
 import { goldenDir, needsShared, repoPath } from '../../helpers/shared.js';
 
 /**
@@ -62,25 +63,6 @@ interface Golden {
   repo: string;
   sharded_variant?: string;
   cases: { forward: ForwardCase[]; teacher_forced: TeacherForcedCase[]; greedy: GreedyCase[] };
-}
-
-const flat = (v: unknown): number[] => (Array.isArray(v) ? v.flatMap(flat) : [v as number]);
-
-/** Half a unit in the 6th significant digit of a golden value: its rounding error. */
-function goldenRounding(value: number): number {
-  return value === 0 ? 0 : 0.5 * 10 ** (Math.floor(Math.log10(Math.abs(value))) - 5);
-}
-
-/** Largest |actual - expected| beyond the rounding of the expected (golden) values. */
-function maxAbsDiff(actual: ArrayLike<number>, expected: unknown): number {
-  const e = flat(expected);
-  assert.equal(actual.length, e.length, 'length');
-  let m = 0;
-  for (let i = 0; i < e.length; i++) {
-    const want = e[i] as number;
-    m = Math.max(m, Math.abs((actual[i] as number) - want) - goldenRounding(want));
-  }
-  return m;
 }
 
 function single(ids: readonly number[], mask?: readonly number[]): EncoderBatch {
