@@ -26,8 +26,13 @@ const MAX_PAGES = 65536;
 /** What a model may put in the engine: the 4 GiB of a wasm32 memory less room for scratch and staging. */
 export const MAX_ENGINE_BYTES = 3.5 * 2 ** 30;
 const ALIGN = 64;
-/** Chunks per job: load balance between threads that may start late. */
+/** Chunks per job at least: load balance between threads that may start late. */
 const CHUNKS = 16;
+/**
+ * Bytes of weights per chunk at most: the caller waits for the other threads' last chunks, on average
+ * half a chunk's time; 4 MB chunks of the lm_head cost ~0.2 ms of waiting per step more than 512 KB ones.
+ */
+const CHUNK_BYTES = 512 * 1024;
 /** Below this many multiply-adds a product runs on the calling thread alone (sync costs more). */
 const PARALLEL_MIN_WORK = 64 * 1024;
 /** Most threads worth using: beyond 4 the memory bus, not the cores, limits a decode step. */
@@ -267,7 +272,8 @@ export class MatVecEngine {
       return;
     }
     // Chunks in whole groups, so every block takes the same path (group or tail) for any thread count.
-    const chunk = GROUP * Math.max(1, Math.ceil(blocks / CHUNKS / GROUP));
+    const wanted = Math.max(CHUNKS, Math.ceil((k * blocks * BLOCK * 4) / CHUNK_BYTES));
+    const chunk = GROUP * Math.max(1, Math.ceil(blocks / wanted / GROUP));
     const chunks = Math.ceil(blocks / chunk);
     const ctl = this.ctl;
     Atomics.store(ctl, P.PARAM_X, x);
