@@ -245,6 +245,11 @@ export class MatVecEngine {
   multiply(x: Float32Array, rows: number, m: PackedMatrix, out: Float32Array): void {
     const { k, n, kPadded, blocks } = m;
     if (x.length < rows * k || out.length < rows * n) throw new RangeError('multiply: arrays smaller than rows × k / rows × n');
+    if (rows === 0 || k === 0) {
+      // The kernel's loops run at least once: nothing to multiply must not reach it.
+      out.fill(0, 0, rows * n);
+      return;
+    }
     const xStride = kPadded * 4;
     const yStride = blocks * BLOCK * 4;
     const xAt = this.scratchAt(rows * (xStride + yStride));
@@ -272,7 +277,7 @@ export class MatVecEngine {
       return;
     }
     // Chunks in whole groups, so every block takes the same path (group or tail) for any thread count.
-    const wanted = Math.max(CHUNKS, Math.ceil((k * blocks * BLOCK * 4) / CHUNK_BYTES));
+    const wanted = Math.min(Math.max(CHUNKS, Math.ceil((k * blocks * BLOCK * 4) / CHUNK_BYTES)), 2 ** P.COUNT_BITS - 1);
     const chunk = GROUP * Math.max(1, Math.ceil(blocks / wanted / GROUP));
     const chunks = Math.ceil(blocks / chunk);
     const ctl = this.ctl;
@@ -286,19 +291,42 @@ export class MatVecEngine {
     Atomics.store(ctl, P.PARAM_BLOCKS, blocks);
     Atomics.store(ctl, P.PARAM_CHUNK, chunk);
     Atomics.store(ctl, P.FINISHED, 0);
-    const seq = (this.seq = (this.seq % 0x3fffffff) + 1);
-    Atomics.store(ctl, P.CLAIM, P.openClaim(seq));
+    const seq = (this.seq = (this.seq % P.SEQ_LIMIT) + 1);
+    P.openClaims(ctl, seq);
     Atomics.store(ctl, P.SEQ, seq);
     if (Atomics.load(ctl, P.SLEEPING) > 0) Atomics.notify(ctl, P.SEQ);
-    P.runChunks(ctl, seq, this.mv);
-    // Other threads may still be finishing chunks they claimed.
-    if (Atomics.load(ctl, P.FINISHED) < chunks) {
-      const since = performance.now();
-      for (let spins = 1; Atomics.load(ctl, P.FINISHED) < chunks; spins++) {
-        if ((spins & 4095) === 0 && performance.now() - since > STALL_MS) throw new Error('a matvec engine worker stopped mid-product');
+    try {
+      P.runChunks(ctl, seq, this.mv);
+      this.awaitOthers(chunks);
+    } finally {
+      P.closeClaims(this.ctl);
+    }
+  }
+
+  /**
+   * Waits for the chunks other threads claimed. A worker that makes no progress for STALL_MS of running
+   * time is a bug: the workers are let go (one may still write to the old scratch, which is abandoned)
+   * and the error thrown; later products run on the caller alone.
+   */
+  private awaitOthers(chunks: number): void {
+    const ctl = this.ctl;
+    let done = Atomics.load(ctl, P.FINISHED);
+    if (done >= chunks) return;
+    let last = performance.now();
+    let stalled = 0;
+    for (let spins = 1; (done = Atomics.load(ctl, P.FINISHED)) < chunks; spins++) {
+      if ((spins & 4095) !== 0) continue;
+      const now = performance.now();
+      // Between two checks a few microseconds pass; a long gap means the process was suspended (Ctrl-Z).
+      if (now - last < 1000) stalled += now - last;
+      last = now;
+      if (stalled > STALL_MS) {
+        for (const w of this.workers) void w.terminate();
+        this.workers.length = 0;
+        this.scratch = { at: 0, bytes: 0 };
+        throw new Error('a matvec engine worker stopped mid-product');
       }
     }
-    P.closeClaims(ctl);
   }
 
   /** Stops the workers (tests; a CLI process just exits). */

@@ -3,9 +3,12 @@
  * split into chunks of weight blocks; every thread claims chunks until none is left, so a worker that
  * wakes late (or not at all) only means the caller does more of the work.
  *
- * Claims carry the job's tag (its sequence number, 15 bits) next to the chunk counter in one word, and
- * the caller closes the word before it writes the next job's parameters: a worker that read a stale job
- * can never claim a chunk of a newer one.
+ * Claims carry the job's tag (the low TAG_BITS of its sequence number) next to the chunk counter in one
+ * word, and the caller closes the word before it writes the next job's parameters; a worker also checks
+ * that SEQ is still its job's right before each claim. So a worker holding a stale job's parameters can
+ * claim a chunk of a newer job only if it stops between that check and the claim for 2^TAG_BITS jobs
+ * (seconds at the least) and the tag then matches: one in 2^TAG_BITS. (A 64-bit claim word would rule
+ * it out, but BigInt atomics made back-to-back products ~15% slower.)
  */
 
 export const CONTROL_BYTES = 64;
@@ -30,12 +33,20 @@ export const NEXT_AT = 13;
 export const NEXT_BYTES = 14;
 
 /** CLAIM when no job is open. */
-export const CLOSED = -1;
+const CLOSED = -1;
+/** A job has fewer than 2^COUNT_BITS chunks (the engine cuts a product into max(16, its bytes / 512 KB), ~7200 at most). */
+export const COUNT_BITS = 13;
+const TAG_BITS = 31 - COUNT_BITS;
+const tagOf = (seq: number): number => seq & ((1 << TAG_BITS) - 1);
 /** SEQ value that tells workers to exit. */
 export const QUIT = -1;
+/** Sequence numbers run 1…SEQ_LIMIT, then again from 1 (SEQ is an Int32 word, for Atomics.wait). */
+export const SEQ_LIMIT = 0x3fffffff;
 
-export const tagOf = (seq: number): number => seq & 0x7fff;
-export const openClaim = (seq: number): number => tagOf(seq) << 16;
+/** Opens job `seq`'s claims (after its parameters are written). */
+export function openClaims(ctl: Int32Array, seq: number): void {
+  Atomics.store(ctl, CLAIM, tagOf(seq) << COUNT_BITS);
+}
 
 /** The exported kernel, as both the caller and the workers call it (kernel-wasm.ts). */
 export type PackFunction = (src: number, dst: number, k: number, n: number, blocks: number, blockBytes: number) => void;
@@ -60,9 +71,8 @@ export function runChunks(ctl: Int32Array, seq: number, mv: MvFunction): number 
   let ran = 0;
   for (;;) {
     const v = Atomics.load(ctl, CLAIM);
-    if (v === CLOSED || v >>> 16 !== tag) return ran;
-    const c = v & 0xffff;
-    const b = c * chunk;
+    if (v === CLOSED || v >>> COUNT_BITS !== tag || Atomics.load(ctl, SEQ) !== seq) return ran;
+    const b = (v & ((1 << COUNT_BITS) - 1)) * chunk;
     if (b >= blocks) return ran;
     if (Atomics.compareExchange(ctl, CLAIM, v, v + 1) !== v) continue;
     mv(x, w, y, k, rows, xStride, yStride, b, Math.min(blocks, b + chunk));

@@ -36,8 +36,10 @@ function nextJob(seen: number): number {
 
 /** While the caller does the step's other work, reads the matrix it multiplies next into cache. */
 function readAhead(seq: number): void {
-  const at = Atomics.load(ctl, NEXT_AT);
-  const end = at + Atomics.load(ctl, NEXT_BYTES);
+  // The two words may come from different jobs (they are read while the caller may post the next): keep
+  // the range inside the memory, which only grows.
+  const at = Atomics.load(ctl, NEXT_AT) >>> 0;
+  const end = Math.min(at + (Atomics.load(ctl, NEXT_BYTES) >>> 0), memory.buffer.byteLength);
   for (let p = at; p < end && Atomics.load(ctl, SEQ) === seq; p += AHEAD) touch(p, Math.min(end, p + AHEAD));
 }
 

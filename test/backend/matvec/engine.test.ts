@@ -123,6 +123,22 @@ describe('MatVecEngine', () => {
     for (const { m } of packed) e.free(m);
   });
 
+  test('no rows: nothing is computed or overwritten, and later products are right on every thread', async () => {
+    // A fresh engine: its scratch is not allocated yet, the case where a stray write would hit the control block.
+    const e = new MatVecEngine(2);
+    const k = 256;
+    const n = 256;
+    const w = values(k * n, 11);
+    const m = e.pack(w, k, n);
+    e.multiply(new Float32Array(0), 0, m, new Float32Array(0));
+    const x = values(k, 12);
+    const out = new Float32Array(n);
+    e.multiply(x, 1, m, out);
+    const want = reference(x, 1, w, k, n);
+    out.forEach((v, i) => assert.ok(Math.abs(v - (want[i] as number)) <= k * 2 ** -22, `output ${i}`));
+    await e.close();
+  });
+
   test('refuses arrays that do not match the shape', () => {
     const [e] = engines as [MatVecEngine];
     assert.throws(() => e.pack(new Float32Array(10), 3, 4), RangeError);
