@@ -299,7 +299,7 @@ export class MatVecEngine {
       P.runChunks(ctl, seq, this.mv);
       this.awaitOthers(chunks);
     } finally {
-      P.closeClaims(this.ctl);
+      P.closeClaims(ctl);
     }
   }
 
@@ -310,11 +310,9 @@ export class MatVecEngine {
    */
   private awaitOthers(chunks: number): void {
     const ctl = this.ctl;
-    let done = Atomics.load(ctl, P.FINISHED);
-    if (done >= chunks) return;
     let last = performance.now();
     let stalled = 0;
-    for (let spins = 1; (done = Atomics.load(ctl, P.FINISHED)) < chunks; spins++) {
+    for (let spins = 1; Atomics.load(ctl, P.FINISHED) < chunks; spins++) {
       if ((spins & 4095) !== 0) continue;
       const now = performance.now();
       // Between two checks a few microseconds pass; a long gap means the process was suspended (Ctrl-Z).

@@ -330,17 +330,19 @@ const GATED_ACT: FusedKernel = {
     const act = ACT[a.activation as string] as (x: number) => number;
     if (a.gated !== true) activateAll(h as Float32Array, y as Float32Array, act);
     else if (a.columns === true) gatedHalves(h as Float32Array, y as Float32Array, act);
-    else if (!gatedRowsHeap(h as Float32Array, y as Float32Array, last(hs as Shape) / 2, a.activation as string)) gatedRows(h as Float32Array, y as Float32Array, last(hs as Shape) / 2, act);
+    else {
+      const f = last(hs as Shape) / 2;
+      const loop = heapGated(a.activation as string, f);
+      if (loop && onHeap([h, y] as Float32Array[], 0, 0)) loop(h.byteOffset, y.byteOffset, y.length / f, f);
+      else gatedRows(h as Float32Array, y as Float32Array, f, act);
+    }
   },
 };
 
-/** gatedRows with the heap's SIMD loops where they apply (gelu_new or silu, f a multiple of 4). */
-function gatedRowsHeap(h: Float32Array, y: Float32Array, f: number, activation: string): boolean {
-  if (!heap || f % 4 !== 0 || !onHeap([h, y], 0, 0)) return false;
-  const loop = activation === 'gelu_new' ? heap.k.gatedGelu : activation === 'silu' ? heap.k.gatedSilu : undefined;
-  if (!loop) return false;
-  loop(h.byteOffset, y.byteOffset, y.length / f, f);
-  return true;
+/** The heap's SIMD loop for a gated activation of rows [.., 2f], where there is one (gelu_new, silu; f a multiple of 4). */
+function heapGated(activation: string, f: number): HeapKernels['gatedGelu'] | undefined {
+  if (!heap || f % 4 !== 0) return undefined;
+  return activation === 'gelu_new' ? heap.k.gatedGelu : activation === 'silu' ? heap.k.gatedSilu : undefined;
 }
 
 /**
@@ -534,9 +536,9 @@ export function addRmsNorm<T extends tf.Tensor>(x: T, r: T, g: tf.Tensor1D, eps:
  */
 const FUSED_ACTIVATION_MAX = 8192;
 
-/** Whether gatedRowsHeap will take a gated activation of rows h [..., 2f] (the heap is set up by fusedKernels()). */
+/** Whether the heap's SIMD loop will take this activation (the heap is set up by fusedKernels()). */
 function simdGated(h: tf.Tensor, activation: Activation, gated: boolean, columns: boolean): boolean {
-  return gated && !columns && heap !== undefined && (activation === 'gelu_new' || activation === 'silu') && ((h.shape[h.rank - 1] as number) / 2) % 4 === 0;
+  return gated && !columns && heapGated(activation, (h.shape[h.rank - 1] as number) / 2) !== undefined;
 }
 
 /** act(h₀)·h₁ for h = [h₀ | h₁] (last axis, or axis 0 with `columns`); ungated: act(h). */
