@@ -104,7 +104,7 @@ describe('MatVecEngine', () => {
       [384, 512],
       [1024, 512],
     ];
-    const packed = shapes.map(([k, n], i) => ({ k, n, w: values(k * n, 20 + i), m: e.pack(values(k * n, 20 + i), k, n) }));
+    const packed = shapes.map(([k, n], i) => ({ k, n, m: e.pack(values(k * n, 20 + i), k, n) }));
     const x = values(1024, 9);
     const run = (): Float32Array[] =>
       packed.map(({ k, n, m }) => {
