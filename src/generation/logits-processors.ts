@@ -8,17 +8,27 @@
 import type { GenerationConfig } from './config.js';
 
 /** Rewrites one row of next-token scores, given that row's decoder ids so far. */
-export type LogitsProcessor = (ids: readonly number[], scores: Float32Array) => void;
+export type LogitsWarper = (ids: readonly number[], scores: Float32Array) => void;
+
+/**
+ * A logits processor (greedy and beam search, and before the warpers when sampling): it reads and rewrites
+ * only the scores of the tokens `touches(ids)` lists, each by a non-decreasing function of that score
+ * alone. Greedy search relies on both to pick its token from bounds on the logits (bounded-argmax.ts).
+ */
+export type LogitsProcessor = LogitsWarper & { readonly touches: (ids: readonly number[]) => readonly number[] };
+
+const processor = (touches: LogitsProcessor['touches'], apply: LogitsWarper): LogitsProcessor => Object.assign(apply, { touches });
 
 /** `RepetitionPenaltyLogitsProcessor`: shrinks the score of every token already present, whatever its sign. */
 export function repetitionPenalty(penalty: number): LogitsProcessor {
-  return (ids, scores) => {
-    // Each distinct id once: transformers gathers then scatters, so duplicates are penalised a single time.
-    for (const id of new Set(ids)) {
+  // Each distinct id once: transformers gathers then scatters, so duplicates are penalised a single time.
+  const touches = (ids: readonly number[]): number[] => [...new Set(ids)];
+  return processor(touches, (ids, scores) => {
+    for (const id of touches(ids)) {
       const s = scores[id]!;
       scores[id] = s < 0 ? s * penalty : s / penalty;
     }
-  };
+  });
 }
 
 /** The tokens that would repeat an n-gram of `ids` (transformers' `_calc_banned_ngram_tokens`). */
@@ -37,9 +47,10 @@ export function bannedNgramTokens(ids: readonly number[], n: number): number[] {
 
 /** `NoRepeatNGramLogitsProcessor`. */
 export function noRepeatNgram(n: number): LogitsProcessor {
-  return (ids, scores) => {
-    for (const id of bannedNgramTokens(ids, n)) scores[id] = -Infinity;
-  };
+  const touches = (ids: readonly number[]): number[] => bannedNgramTokens(ids, n);
+  return processor(touches, (ids, scores) => {
+    for (const id of touches(ids)) scores[id] = -Infinity;
+  });
 }
 
 /**
@@ -47,13 +58,14 @@ export function noRepeatNgram(n: number): LogitsProcessor {
  * impossible while fewer than `minNewTokens` tokens follow it.
  */
 export function minNewTokens(minNew: number, eosTokenIds: readonly number[]): LogitsProcessor {
-  return (ids, scores) => {
-    if (ids.length - 1 < minNew) for (const eos of eosTokenIds) scores[eos] = -Infinity;
-  };
+  const touches = (ids: readonly number[]): readonly number[] => (ids.length - 1 < minNew ? eosTokenIds : []);
+  return processor(touches, (ids, scores) => {
+    for (const eos of touches(ids)) scores[eos] = -Infinity;
+  });
 }
 
 /** `TemperatureLogitsWarper`. */
-export function temperature(t: number): LogitsProcessor {
+export function temperature(t: number): LogitsWarper {
   return (_ids, scores) => {
     for (let i = 0; i < scores.length; i++) scores[i] = scores[i]! / t;
   };
@@ -63,7 +75,7 @@ export function temperature(t: number): LogitsProcessor {
  * `TopKLogitsWarper`: keeps every score >= the k-th largest (torch.topk's k-th value), so ties with it survive
  * and more than k tokens may remain.
  */
-export function topK(k: number, minTokensToKeep = 1): LogitsProcessor {
+export function topK(k: number, minTokensToKeep = 1): LogitsWarper {
   return (_ids, scores) => {
     const keep = Math.min(Math.max(k, minTokensToKeep), scores.length);
     const sorted = Float32Array.from(scores).sort();
@@ -78,7 +90,7 @@ export function topK(k: number, minTokensToKeep = 1): LogitsProcessor {
  * exactly on a comparison:
  * torch accumulates the cumulative sum in double and compares its float32 values with float32(1 - p).
  */
-export function topP(p: number, minTokensToKeep = 1): LogitsProcessor {
+export function topP(p: number, minTokensToKeep = 1): LogitsWarper {
   const cut = Math.fround(1 - p);
   return (_ids, scores) => {
     const n = scores.length;
@@ -107,6 +119,13 @@ export function softmax(scores: Float32Array): Float32Array {
   return out;
 }
 
+/** First index of the maximum, as torch.argmax. */
+export function argmax(scores: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < scores.length; i++) if (scores[i]! > scores[best]!) best = i;
+  return best;
+}
+
 /** log_softmax in place (beam search scores log-probabilities, not logits). */
 export function logSoftmaxInPlace(scores: Float32Array): void {
   let max = -Infinity;
@@ -132,16 +151,16 @@ export function buildLogitsProcessors(config: GenerationConfig): LogitsProcessor
  * The sampling warpers of `_get_logits_warper`, in its order. Beam sampling keeps one more token than there are
  * eos ids, so that a beam can always continue.
  */
-export function buildLogitsWarpers(config: GenerationConfig): LogitsProcessor[] {
+export function buildLogitsWarpers(config: GenerationConfig): LogitsWarper[] {
   if (!config.doSample) return [];
   const minKeep = config.numBeams > 1 ? Math.max(config.eosTokenIds.length, 1) + 1 : 1;
-  const list: LogitsProcessor[] = [];
+  const list: LogitsWarper[] = [];
   if (config.temperature !== 1) list.push(temperature(config.temperature));
   if (config.topK !== 0) list.push(topK(config.topK, minKeep));
   if (config.topP < 1) list.push(topP(config.topP, minKeep));
   return list;
 }
 
-export function applyAll(list: readonly LogitsProcessor[], ids: readonly number[], scores: Float32Array): void {
+export function applyAll(list: readonly LogitsWarper[], ids: readonly number[], scores: Float32Array): void {
   for (const process of list) process(ids, scores);
 }

@@ -8,7 +8,8 @@
 import { UsageError } from '../errors.js';
 import { beamSearch } from './beam.js';
 import type { GenerationConfig } from './config.js';
-import { applyAll, buildLogitsProcessors, buildLogitsWarpers, softmax } from './logits-processors.js';
+import { boundedArgmax, BoundsScratch } from './bounded-argmax.js';
+import { applyAll, argmax, buildLogitsProcessors, buildLogitsWarpers, softmax } from './logits-processors.js';
 import { freshSeed, sampleIndex, seededRandom, type Random } from './random.js';
 import type { EncoderBatch, Seq2SeqModel } from './seq2seq.js';
 
@@ -122,13 +123,6 @@ function nextTick(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
-/** First index of the maximum, as torch.argmax. */
-function argmax(scores: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < scores.length; i++) if (scores[i]! > scores[best]!) best = i;
-  return best;
-}
-
 /** Greedy search or sampling over `batch × expand` rows; yields the tokens of each step. */
 async function* decodeRows(
   model: Seq2SeqModel,
@@ -147,6 +141,8 @@ async function* decodeRows(
   const histories = Array.from({ length: rows }, () => [config.decoderStartTokenId]);
   const stepScores = options.outputScores ? Array.from({ length: rows }, (): Float32Array[] => []) : undefined;
   const ended = new Uint8Array(rows);
+  // Greedy search needs only the argmax, which bounds on the logits mostly settle (bounded-argmax.ts).
+  const bounds = !config.doSample && stepScores === undefined ? new BoundsScratch(vocab) : undefined;
   // A fresh array per step: a backend may keep the one it was given until the step's tensors are gone.
   let tokens = new Int32Array(rows).fill(config.decoderStartTokenId);
 
@@ -154,8 +150,9 @@ async function* decodeRows(
   try {
     for (let step = 0; step < config.maxNewTokens; step++) {
       options.signal?.throwIfAborted();
-      const next = model.step(state, tokens);
-      state = next.state;
+      const bounded = bounds && model.stepBounded?.(state, tokens);
+      const exact = bounded ? undefined : model.step(state, tokens);
+      state = (bounded || exact)!.state;
       tokens = new Int32Array(rows);
       const events: TokenEvent[] = [];
       for (let r = 0; r < rows; r++) {
@@ -163,13 +160,17 @@ async function* decodeRows(
           tokens[r] = config.padTokenId;
           continue;
         }
-        const scores = next.logits.subarray(r * vocab, (r + 1) * vocab);
         const ids = histories[r]!;
-        applyAll(processors, ids, scores);
-        applyAll(warpers, ids, scores);
-        stepScores?.[r]!.push(scores.slice());
-        const random = randoms[r];
-        const token = random === undefined ? argmax(scores) : sample(scores, random);
+        let token: number;
+        if (bounded) token = boundedArgmax(bounded.logits, r, ids, processors, bounds!);
+        else {
+          const scores = exact!.logits.subarray(r * vocab, (r + 1) * vocab);
+          applyAll(processors, ids, scores);
+          applyAll(warpers, ids, scores);
+          stepScores?.[r]!.push(scores.slice());
+          const random = randoms[r];
+          token = random === undefined ? argmax(scores) : sample(scores, random);
+        }
         ids.push(token);
         tokens[r] = token;
         if (config.eosTokenIds.includes(token)) ended[r] = 1;

@@ -23,6 +23,21 @@ export interface DecoderState {
   dispose(): void;
 }
 
+/**
+ * One step's next-token logits known within bounds, exact values on request: what a model with a cheap
+ * screen of its output projection returns, for greedy search (bounded-argmax.ts). For row r and token j,
+ * |exact − approx[r·vocab + j]| ≤ rowScale[r] · columnRadius[j]; a NaN or infinite product means no bound.
+ */
+export interface BoundedLogits {
+  /** Row-major [rows, vocab]. */
+  readonly approx: Float32Array;
+  readonly rowScale: Float64Array;
+  /** [vocab] */
+  readonly columnRadius: Float32Array;
+  /** Row r's exact logits of `tokens`, in that order: step()'s values, bit for bit. */
+  exact(row: number, tokens: readonly number[]): Float32Array;
+}
+
 export interface Seq2SeqModel {
   readonly vocabSize: number;
   readonly decoderStartTokenId: number;
@@ -38,6 +53,11 @@ export interface Seq2SeqModel {
    * (the old one is consumed).
    */
   step(state: DecoderState, tokens: Int32Array): { logits: Float32Array; state: DecoderState };
+  /**
+   * As step(), with the logits bounded rather than exact (cheaper to produce); undefined, the state left
+   * as it was, where the model has no screen of its output projection.
+   */
+  stepBounded?(state: DecoderState, tokens: Int32Array): { logits: BoundedLogits; state: DecoderState } | undefined;
   /** Reorders (and may duplicate) rows, as beam search does after choosing the next beams. */
   reorder(state: DecoderState, rows: Int32Array): DecoderState;
 }

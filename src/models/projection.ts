@@ -8,6 +8,7 @@ import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { tf } from '../backend/index.js';
 import { MatVecEngine, type PackedMatrix } from '../backend/matvec/engine.js';
+import type { BoundedLogits } from '../generation/seq2seq.js';
 
 const KERNEL = 'TfhfProjection';
 const ENGINE_BACKENDS = ['wasm', 'cpu'] as const;
@@ -75,6 +76,10 @@ export function engineEnabled(): boolean {
 }
 
 export class Projection {
+  /** bounded()'s buffers: the screen's outputs, and exact outputs at their columns. */
+  private approx: Float32Array | undefined;
+  private columns: Float32Array | undefined;
+
   private constructor(
     private tensor: tf.Tensor2D | undefined,
     /** Whether dispose() frees `tensor` (not when the caller kept it). */
@@ -87,13 +92,15 @@ export class Projection {
   /**
    * Takes `w` [in, out]: with `pack`, packs it into the engine (and disposes it), else keeps it as is.
    * With `keep`, the tensor stays alive either way (the caller still needs it, e.g. a tied embedding).
+   * With `screen` (and `pack`), a bfloat16 copy is packed beside it for bounded() (engine.ts Screen).
    */
-  static from(w: tf.Tensor2D, pack: boolean, keep = false): Projection {
+  static from(w: tf.Tensor2D, pack: boolean, options: { keep?: boolean; screen?: boolean } = {}): Projection {
     const [k, n] = w.shape;
+    const keep = options.keep ?? false;
     if (!pack) return new Projection(w, !keep, 0, [k, n]);
     register();
     const id = nextId++;
-    packed.set(id, MatVecEngine.shared().pack(values(w), k, n));
+    packed.set(id, MatVecEngine.shared().pack(values(w), k, n, options.screen ?? false));
     if (!keep) w.dispose();
     return new Projection(undefined, false, id, [k, n]);
   }
@@ -102,6 +109,40 @@ export class Projection {
   apply(x: tf.Tensor2D): tf.Tensor2D {
     if (this.tensor) return tf.matMul(x, this.tensor);
     return tf.engine().runKernel(KERNEL, { x }, { matrix: this.id }) as tf.Tensor2D;
+  }
+
+  /** Whether bounded() is available. */
+  get screened(): boolean {
+    return packed.get(this.id)?.screen !== undefined;
+  }
+
+  /**
+   * x [rows, in] (host values) @ W, bounded: the screen's product and each output's bound, exact outputs on
+   * request. Needs a screen (`screened`). Valid until the next call (buffers are reused).
+   */
+  bounded(x: Float32Array, rows: number): BoundedLogits {
+    const m = packed.get(this.id);
+    if (!m?.screen) throw new Error('bounded: the projection has no screen');
+    const engine = MatVecEngine.shared();
+    const [k, n] = this.shape;
+    if (this.approx?.length !== rows * n) this.approx = new Float32Array(rows * n);
+    const approx = this.approx;
+    engine.multiply(x, rows, m.screen.matrix, approx);
+    const rowScale = new Float64Array(rows);
+    for (let r = 0; r < rows; r++) {
+      let sum = 0;
+      for (let i = r * k; i < (r + 1) * k; i++) sum += (x[i] as number) ** 2;
+      rowScale[r] = Math.sqrt(sum);
+    }
+    const exact = (row: number, tokens: readonly number[]): Float32Array => {
+      const out = (this.columns ??= new Float32Array(n));
+      const xRow = x.subarray(row * k, (row + 1) * k);
+      // Past a quarter of the matrix in groups of 32 columns, one whole product on every thread is faster.
+      if (tokens.length * 32 > n / 4) engine.multiply(xRow, 1, m, out);
+      else engine.multiplyColumns(xRow, m, tokens, out);
+      return Float32Array.from(tokens, (j) => out[j] as number);
+    };
+    return { approx, rowScale, columnRadius: m.screen.columnRadius, exact };
   }
 
   get bytes(): number {

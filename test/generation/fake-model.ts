@@ -3,7 +3,7 @@
  * input's (unpadded) encoder ids and the decoder tokens that row was fed. It also polices the state contract:
  * a state passed to step/reorder is consumed, and every state must end up consumed or disposed exactly once.
  */
-import type { DecoderState, EncoderBatch, Seq2SeqModel } from '../../src/generation/seq2seq.js';
+import type { BoundedLogits, DecoderState, EncoderBatch, Seq2SeqModel } from '../../src/generation/seq2seq.js';
 
 export type LogitsFn = (input: readonly number[], prefix: readonly number[]) => ArrayLike<number>;
 
@@ -50,10 +50,33 @@ export class FakeModel implements Seq2SeqModel {
   /** Tokens fed at each step, per row. */
   readonly fed: number[][] = [];
 
+  /** stepBounded() calls that returned bounds. */
+  boundedSteps = 0;
+
+  /** With `bound`, stepBounded() gives logits off by up to `bound` (that radius), else undefined. */
   constructor(
     readonly vocabSize: number,
     private readonly logits: LogitsFn,
+    private readonly bound?: number,
   ) {}
+
+  stepBounded(state: DecoderState, tokens: Int32Array): { logits: BoundedLogits; state: DecoderState } | undefined {
+    const bound = this.bound;
+    if (bound === undefined) return undefined;
+    this.boundedSteps++;
+    const { logits, state: next } = this.step(state, tokens);
+    const vocab = this.vocabSize;
+    return {
+      logits: {
+        // Off by 0.9 of the bound, alternating in sign: enough to reorder close logits.
+        approx: logits.map((v, i) => v + (i % 2 === 0 ? 0.9 : -0.9) * bound),
+        rowScale: new Float64Array(tokens.length).fill(1),
+        columnRadius: new Float32Array(vocab).fill(bound),
+        exact: (row, ids) => Float32Array.from(ids, (j) => logits[row * vocab + j] as number),
+      },
+      state: next,
+    };
+  }
 
   start(batch: EncoderBatch, expand: number): DecoderState {
     const inputs: number[][] = [];

@@ -169,3 +169,32 @@ describe('composition', () => {
     assertClose(more, [1, 3, 2, NEG]);
   });
 });
+
+describe('processors for bounded greedy search (bounded-argmax.ts)', () => {
+  const processors: [string, ReturnType<typeof buildLogitsProcessors>[number]][] = [
+    ['repetition penalty 1.7', repetitionPenalty(1.7)],
+    ['repetition penalty 0.5', repetitionPenalty(0.5)],
+    ['2-gram ban', noRepeatNgram(2)],
+    ['min new tokens', minNewTokens(9, [1, 4])],
+  ];
+  const ids = [0, 4, 2, 4, 7, 2, 4];
+  for (const [name, p] of processors) {
+    test(`${name}: changes only the tokens it touches, each by a non-decreasing function of its score`, () => {
+      let s = 7;
+      const random = (): number => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0), s / 2 ** 31 - 1);
+      const touches = new Set(p.touches(ids));
+      assert.ok(touches.size > 0, 'the case exercises the processor');
+      for (let trial = 0; trial < 50; trial++) {
+        const lower = Float32Array.from({ length: 10 }, () => 5 * random());
+        const upper = lower.map((v) => v + Math.abs(random()));
+        const [pl, pu] = [lower.slice(), upper.slice()];
+        p(ids, pl);
+        p(ids, pu);
+        for (let j = 0; j < 10; j++) {
+          if (!touches.has(j)) assert.ok(pl[j] === lower[j] && pu[j] === upper[j], `token ${j} changed`);
+          assert.ok(pl[j]! <= pu[j]!, `token ${j}: ${pl[j]} > ${pu[j]}`);
+        }
+      }
+    });
+  }
+});

@@ -124,6 +124,23 @@ describe('greedy search', () => {
     assert.ok(Math.abs(fourth[5]! - 1.8 / 1.3) < 1e-6); // seen, penalised, not banned yet
   });
 
+  test('bounded logits, where the model gives them, pick the same tokens; sampling and step scores need exact ones', async () => {
+    const settings = [config({ maxNewTokens: 8 }), config({ maxNewTokens: 8, repetitionPenalty: 1.3, noRepeatNgramSize: 2, minNewTokens: 6 })];
+    for (const [i, settings_] of settings.entries()) {
+      const inputs = [[4], [2, 7], [3, 9, 9]];
+      const exact = await generate(new FakeModel(50, hashed(50, i)), batchOf(...inputs), settings_);
+      const model = new FakeModel(50, hashed(50, i), 0.3);
+      assert.deepEqual(await generate(model, batchOf(...inputs), settings_), exact);
+      assert.ok(model.boundedSteps > 0);
+      assertNoLeak(model);
+    }
+    const sampled = new FakeModel(50, hashed(50), 0.3);
+    await generate(sampled, batchOf([4]), config({ maxNewTokens: 3, doSample: true, seed: 1 }));
+    const scored = new FakeModel(50, hashed(50), 0.3);
+    await generate(scored, batchOf([4]), config({ maxNewTokens: 3 }), { outputScores: true });
+    assert.equal(sampled.boundedSteps + scored.boundedSteps, 0);
+  });
+
   test('onToken sees every token in order; streamTokens yields the same', async () => {
     const events: TokenEvent[] = [];
     const results = await generate(new FakeModel(6, counting), batchOf([2], [4]), config({ maxNewTokens: 8 }), {

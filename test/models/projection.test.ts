@@ -52,9 +52,9 @@ describe('Projection', () => {
   test('kept tensors survive, and unpacked the projection is a tf.matMul on the tensor', async () => {
     await tf.setBackend('wasm');
     const w = tf.randomNormal([8, 4], 0, 1, 'float32', 2) as tf.Tensor2D;
-    const packed = Projection.from(w, true, true);
+    const packed = Projection.from(w, true, { keep: true });
     assert.ok(!w.isDisposed);
-    const plain = Projection.from(w, false, true);
+    const plain = Projection.from(w, false, { keep: true });
     const x = tf.ones([2, 8]) as tf.Tensor2D;
     const [a, b] = [packed.apply(x), plain.apply(x)];
     assert.ok(maxDiff(a.dataSync(), b.dataSync()) < 1e-6);

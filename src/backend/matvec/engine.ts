@@ -13,12 +13,16 @@
  * which also shortens the model's warm-up.
  *
  * The results do not depend on the number of threads or rows (each output's sum is formed the same way).
+ *
+ * A matrix may also carry a screen, its bfloat16 rounding with a bound on how far each output can be from
+ * the float32 product: greedy decoding streams the lm_head's screen (half the bytes) and multiplies only
+ * the few columns the bounds leave in question in float32 (multiplyColumns).
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { UsageError } from '../../errors.js';
 import { faultIn } from '../fault-in.js';
-import { BLOCK, GROUP, matVecModuleBytes } from './kernel-wasm.js';
+import { BLOCK, GROUP, matVecModuleBytes, type BlockFormat } from './kernel-wasm.js';
 import * as P from './protocol.js';
 
 const PAGE = 65536;
@@ -42,6 +46,7 @@ const STALL_MS = 30_000;
 
 /** A matrix [k, n] packed for the kernel: ⌈n/8⌉ blocks of kPadded rows × 8 columns. */
 export interface PackedMatrix {
+  readonly format: BlockFormat;
   readonly k: number;
   readonly n: number;
   /** k rounded up to even (the kernel takes two rows of the matrix per step). */
@@ -50,7 +55,24 @@ export interface PackedMatrix {
   /** Byte offset in the engine's memory. */
   readonly at: number;
   readonly bytes: number;
+  /** A bfloat16 copy multiplied instead when bounds on the outputs will do (pack's `screen`). */
+  readonly screen?: Screen;
 }
+
+/**
+ * A cheaper stand-in for a float32 matrix: its bfloat16 rounding, half the bytes to stream. For any x,
+ * |(x @ m)[j] − (x @ screen)[j]| ≤ ‖x‖₂ · columnRadius[j], both products as multiply() computes them:
+ * the rounding's error (Cauchy–Schwarz over column j's errors) plus both float32 sums' own (k-term dot
+ * products, Higham's γ bound), with room to spare for how the norms were computed.
+ */
+export interface Screen {
+  readonly matrix: PackedMatrix;
+  /** [n]; Infinity where the column holds no finite bound (non-finite weights). */
+  readonly columnRadius: Float32Array;
+}
+
+/** Bytes per weight of each block format. */
+const WEIGHT_BYTES: Record<BlockFormat, number> = { f32: 4, bf16: 2 };
 
 interface Range {
   at: number;
@@ -114,6 +136,26 @@ class Arena {
 }
 
 /**
+ * Screen.columnRadius from packh's per-block sums (kernel-wasm.ts): for column j, ‖e_j‖ + 2γ(‖w_j‖ + ‖e_j‖)
+ * with e_j the rounding errors, w_j the weights and γ = nu/(1 − nu) for n = k + 2 terms, u = 2⁻²⁴;
+ * times 1 + 2⁻¹⁰, far more than the float32 sums of squares can be off by (a relative γ). Non-finite
+ * weights give Infinity or NaN: no bound (a consumer treats NaN as none).
+ */
+function columnRadius(norms: Float32Array, k: number, n: number): Float32Array {
+  const nu = (k + 2) * 2 ** -24;
+  const gamma = nu / (1 - nu);
+  const out = new Float32Array(n);
+  for (let j = 0; j < n; j++) {
+    const at = (j >> 3) * 16 + ((j & 7) >> 2) * 4 + (j & 3);
+    const e = Math.sqrt(norms[at] as number);
+    const w = Math.sqrt(norms[at + 8] as number);
+    // The factor 1 + 2⁻²² keeps it above r once rounded to float32 (by at most 2⁻²⁴ relative).
+    out[j] = (e + 2 * gamma * (w + e)) * (1 + 2 ** -10) * (1 + 2 ** -22);
+  }
+  return out;
+}
+
+/**
  * Threads for the engine: TFHF_NUM_THREADS (like OMP_NUM_THREADS for PyTorch: e.g. 1 per job under GNU
  * parallel), else the cores available, at most 4.
  */
@@ -130,8 +172,9 @@ export class MatVecEngine {
   private readonly memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
   private readonly ctl = new Int32Array(this.memory.buffer, 0, P.CONTROL_BYTES / 4);
   private readonly arena = new Arena(this.memory, P.CONTROL_BYTES);
-  private readonly mv: P.MvFunction;
+  private readonly kernels: P.Kernels;
   private readonly packBlocks: P.PackFunction;
+  private readonly packHalves: P.PackHalfFunction;
   private readonly workers: Worker[] = [];
   private seq = 0;
   private scratch: Range = { at: 0, bytes: 0 };
@@ -150,9 +193,13 @@ export class MatVecEngine {
   /** Most code wants shared(); a separate engine has its own memory and workers (tests). */
   constructor(threads: number) {
     const module = new WebAssembly.Module(matVecModuleBytes());
-    const kernels = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as { mv: P.MvFunction; pack: P.PackFunction };
-    this.mv = kernels.mv;
+    const kernels = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as P.Kernels & {
+      pack: P.PackFunction;
+      packh: P.PackHalfFunction;
+    };
+    this.kernels = { mv: kernels.mv, mvh: kernels.mvh };
     this.packBlocks = kernels.pack;
+    this.packHalves = kernels.packh;
     P.closeClaims(this.ctl);
     for (let i = 1; i < threads; i++) {
       const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: { module, memory: this.memory } });
@@ -181,33 +228,79 @@ export class MatVecEngine {
     return new Float32Array(this.memory.buffer);
   }
 
-  /** Packs src, a row-major [k, n] matrix (x @ W's W), into engine memory. */
-  pack(src: Float32Array, k: number, n: number): PackedMatrix {
+  /**
+   * Packs src, a row-major [k, n] matrix (x @ W's W), into engine memory; with `screen`, a bfloat16 copy
+   * beside it (see Screen).
+   */
+  pack(src: Float32Array, k: number, n: number, screen = false): PackedMatrix {
     if (src.length !== k * n) throw new RangeError(`pack: ${src.length} values for a ${k}×${n} matrix`);
-    const kPadded = k + (k & 1);
-    const blocks = Math.ceil(n / BLOCK);
-    const bytes = blocks * kPadded * BLOCK * 4;
-    const at = this.arena.alloc(bytes);
     // The source goes through engine memory so that the copy into blocks is a wasm loop (~10× a JS one).
     const staging = this.arena.alloc(src.byteLength);
     try {
-      const mem = this.f32();
-      mem.set(src, staging / 4);
-      const full = Math.floor(n / BLOCK);
-      const blockBytes = kPadded * BLOCK * 4;
-      this.packBlocks(staging, at, k, n, full, blockBytes);
-      for (let b = full; b < blocks; b++) {
-        // The last, partial block: its missing columns are zeros.
-        let d = (at + b * blockBytes) / 4;
-        for (let i = 0; i < k; i++, d += BLOCK) {
-          for (let c = 0; c < BLOCK; c++) mem[d + c] = b * BLOCK + c < n ? (src[i * n + b * BLOCK + c] as number) : 0;
-        }
-      }
-      if (kPadded !== k) for (let b = 0; b < blocks; b++) mem.fill(0, (at + b * blockBytes) / 4 + k * BLOCK, (at + (b + 1) * blockBytes) / 4);
+      this.f32().set(src, staging / 4);
+      const m = this.packFrom(staging, k, n);
+      return screen ? { ...m, screen: this.packScreen(staging, k, n) } : m;
     } finally {
       this.arena.release(staging, src.byteLength);
     }
-    return { k, n, kPadded, blocks, at, bytes };
+  }
+
+  private allocMatrix(format: BlockFormat, k: number, n: number): PackedMatrix {
+    const kPadded = k + (k & 1);
+    const blocks = Math.ceil(n / BLOCK);
+    const bytes = blocks * kPadded * BLOCK * WEIGHT_BYTES[format];
+    return { format, k, n, kPadded, blocks, at: this.arena.alloc(bytes), bytes };
+  }
+
+  /** Packs the row-major [k, n] float32 matrix at byte `src` of engine memory. */
+  private packFrom(src: number, k: number, n: number): PackedMatrix {
+    const m = this.allocMatrix('f32', k, n);
+    const { kPadded, blocks, at } = m;
+    const mem = this.f32();
+    const full = Math.floor(n / BLOCK);
+    const blockBytes = kPadded * BLOCK * 4;
+    this.packBlocks(src, at, k, n, full, blockBytes);
+    for (let b = full; b < blocks; b++) {
+      // The last, partial block: its missing columns are zeros.
+      let d = (at + b * blockBytes) / 4;
+      for (let i = 0; i < k; i++, d += BLOCK) {
+        for (let c = 0; c < BLOCK; c++) mem[d + c] = b * BLOCK + c < n ? (mem[src / 4 + i * n + b * BLOCK + c] as number) : 0;
+      }
+    }
+    if (kPadded !== k) for (let b = 0; b < blocks; b++) mem.fill(0, (at + b * blockBytes) / 4 + k * BLOCK, (at + (b + 1) * blockBytes) / 4);
+    return m;
+  }
+
+  /** The bfloat16 screen of the row-major [k, n] float32 matrix at byte `src` of engine memory. */
+  private packScreen(src: number, k: number, n: number): Screen {
+    const m = this.allocMatrix('bf16', k, n);
+    const { kPadded, blocks, at } = m;
+    const blockBytes = kPadded * BLOCK * 2;
+    const full = Math.floor(n / BLOCK);
+    const normBytes = blocks * 64;
+    const norms = this.arena.alloc(normBytes + (full < blocks ? k * BLOCK * 4 : 0));
+    try {
+      this.packHalves(src, at, k, n, full, blockBytes, norms);
+      if (full < blocks) {
+        // The last, partial block, from a zero-padded copy of its columns.
+        const mem = this.f32();
+        const tail = (norms + normBytes) / 4;
+        for (let i = 0; i < k; i++) {
+          for (let c = 0; c < BLOCK; c++) mem[tail + i * BLOCK + c] = full * BLOCK + c < n ? (mem[src / 4 + i * n + full * BLOCK + c] as number) : 0;
+        }
+        this.packHalves(norms + normBytes, at + full * blockBytes, k, BLOCK, 1, blockBytes, norms + full * 64);
+      }
+      if (kPadded !== k) {
+        const u16 = new Uint16Array(this.memory.buffer);
+        for (let b = 0; b < blocks; b++) u16.fill(0, (at + b * blockBytes) / 2 + k * BLOCK, (at + (b + 1) * blockBytes) / 2);
+      }
+      return { matrix: m, columnRadius: columnRadius(this.f32().subarray(norms / 4, (norms + normBytes) / 4), kPadded, n) };
+    } catch (err) {
+      this.arena.release(m.at, m.bytes);
+      throw err;
+    } finally {
+      this.arena.release(norms, normBytes + (full < blocks ? k * BLOCK * 4 : 0));
+    }
   }
 
   /**
@@ -231,6 +324,7 @@ export class MatVecEngine {
     for (const [at, next] of this.successor) if (next === m) this.successor.delete(at);
     if (this.previous === m) this.previous = undefined;
     this.arena.release(m.at, m.bytes);
+    if (m.screen) this.free(m.screen.matrix);
   }
 
   private scratchAt(bytes: number): number {
@@ -266,18 +360,49 @@ export class MatVecEngine {
     const next = this.readAhead ? this.successor.get(m.at) : undefined;
     Atomics.store(this.ctl, P.NEXT_AT, next?.at ?? 0);
     Atomics.store(this.ctl, P.NEXT_BYTES, next?.bytes ?? 0);
-    this.run(xAt, m.at, yAt, kPadded, rows, xStride, yStride, blocks);
+    this.run(m.format, xAt, m.at, yAt, kPadded, rows, xStride, yStride, blocks);
     if (n === blocks * BLOCK) out.set(mem.subarray(yAt / 4, yAt / 4 + rows * n));
     else for (let r = 0; r < rows; r++) out.set(mem.subarray(yAt / 4 + (r * yStride) / 4, yAt / 4 + (r * yStride) / 4 + n), r * n);
   }
 
-  private run(x: number, w: number, y: number, k: number, rows: number, xStride: number, yStride: number, blocks: number): void {
+  /**
+   * out[j] = (x @ m)[j] for at least the `columns` listed (the whole group of GROUP·8 columns around each),
+   * x one row of k floats; bit for bit what multiply() gives, on the calling thread. For a few columns of
+   * a large matrix: a screen's candidates.
+   */
+  multiplyColumns(x: Float32Array, m: PackedMatrix, columns: ArrayLike<number>, out: Float32Array): void {
+    const { k, n, kPadded, blocks } = m;
+    if (x.length < k || out.length < n) throw new RangeError('multiplyColumns: x shorter than k or out than n');
+    if (k === 0) {
+      out.fill(0, 0, n);
+      return;
+    }
+    const xStride = kPadded * 4;
+    const yStride = blocks * BLOCK * 4;
+    const xAt = this.scratchAt(xStride + yStride);
+    const yAt = xAt + xStride;
+    const mem = this.f32();
+    mem.set(x.subarray(0, k), xAt / 4);
+    if (kPadded !== k) mem[xAt / 4 + k] = 0;
+    const mv = m.format === 'bf16' ? this.kernels.mvh : this.kernels.mv;
+    const span = GROUP * BLOCK;
+    let done = -1;
+    for (const g of [...new Set(Array.from(columns, (j) => Math.floor(j / span)))].sort((a, b) => a - b)) {
+      if (g <= done || g < 0 || g * span >= n) continue;
+      done = g;
+      // The same block ranges as a whole product's chunks (whole groups, then the tail): the same sums.
+      mv(xAt, m.at, yAt, kPadded, 1, xStride, yStride, g * GROUP, Math.min(blocks, (g + 1) * GROUP));
+      out.set(mem.subarray(yAt / 4 + g * span, yAt / 4 + Math.min(n, (g + 1) * span)), g * span);
+    }
+  }
+
+  private run(format: BlockFormat, x: number, w: number, y: number, k: number, rows: number, xStride: number, yStride: number, blocks: number): void {
     if (this.workers.length === 0 || blocks < 2 * GROUP || rows * k * blocks * BLOCK < PARALLEL_MIN_WORK) {
-      this.mv(x, w, y, k, rows, xStride, yStride, 0, blocks);
+      (format === 'bf16' ? this.kernels.mvh : this.kernels.mv)(x, w, y, k, rows, xStride, yStride, 0, blocks);
       return;
     }
     // Chunks in whole groups, so every block takes the same path (group or tail) for any thread count.
-    const wanted = Math.min(Math.max(CHUNKS, Math.ceil((k * blocks * BLOCK * 4) / CHUNK_BYTES)), 2 ** P.COUNT_BITS - 1);
+    const wanted = Math.min(Math.max(CHUNKS, Math.ceil((k * blocks * BLOCK * WEIGHT_BYTES[format]) / CHUNK_BYTES)), 2 ** P.COUNT_BITS - 1);
     const chunk = GROUP * Math.max(1, Math.ceil(blocks / wanted / GROUP));
     const chunks = Math.ceil(blocks / chunk);
     const ctl = this.ctl;
@@ -290,13 +415,14 @@ export class MatVecEngine {
     Atomics.store(ctl, P.PARAM_Y_STRIDE, yStride);
     Atomics.store(ctl, P.PARAM_BLOCKS, blocks);
     Atomics.store(ctl, P.PARAM_CHUNK, chunk);
+    Atomics.store(ctl, P.PARAM_FORMAT, format === 'bf16' ? P.FORMAT_BF16 : P.FORMAT_F32);
     Atomics.store(ctl, P.FINISHED, 0);
     const seq = (this.seq = (this.seq % P.SEQ_LIMIT) + 1);
     P.openClaims(ctl, seq);
     Atomics.store(ctl, P.SEQ, seq);
     if (Atomics.load(ctl, P.SLEEPING) > 0) Atomics.notify(ctl, P.SEQ);
     try {
-      P.runChunks(ctl, seq, this.mv);
+      P.runChunks(ctl, seq, this.kernels);
       this.awaitOthers(chunks);
     } finally {
       P.closeClaims(ctl);

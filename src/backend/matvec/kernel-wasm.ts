@@ -1,13 +1,15 @@
 /**
  * The bytes of a small WebAssembly module: mv, a SIMD function multiplying rows of x by a packed weight
- * matrix, with pack (the packing copy) and touch (a read-ahead into cache).
+ * matrix, with pack (the packing copy) and touch (a read-ahead into cache); mvh and packh, the same for
+ * blocks of bfloat16 weights (a screen: half the bytes to stream, engine.ts).
  * Emitted here rather than shipped as a binary or compiled from a toolchain: it is a few dozen
  * instructions, and the source of every byte stays readable and reviewable next to the engine using it.
  *
  * mv(x, w, y, k, rows, xStride, yStride, b, bEnd): for each 8-column block b ≤ j < bEnd of the packed
  * matrix w (block j holds k × 8 floats: row i's 8 columns contiguous) and each of `rows` input rows
  * (x + r·xStride, k floats, k even), writes 8 outputs at y + r·yStride + 32·j. Strides and pointers are
- * byte offsets into the imported shared memory.
+ * byte offsets into the imported shared memory. mvh reads blocks of k × 8 bfloat16 (16 bytes a row) and
+ * widens each weight to float32 exactly, so its sums are those of the rounded weights.
  *
  * Why this shape (measured on the 2-core EPYC VM, docs/performance.md): a batch-1 decode step is memory
  * bound. Streaming the packed blocks with independent accumulators reads DRAM faster than XNNPACK's
@@ -18,6 +20,15 @@
  */
 
 import { Code, I32, Op, section, Simd, uleb, V128, vec, wasmName as name } from '../wasm-emit.js';
+
+/**
+ * How a packed block stores its k × 8 weights: float32, or bfloat16 (the high half of each float32) for
+ * a cheap screen of a product's outputs (half the bytes to stream; see engine.ts packScreen).
+ */
+export type BlockFormat = 'f32' | 'bf16';
+
+/** Bytes of one row of 8 weights in a packed block, and its log2. */
+const ROW_SHIFT: Record<BlockFormat, number> = { f32: 5, bf16: 4 };
 
 // Parameters and locals of mv, by index.
 const X = 0;
@@ -40,13 +51,17 @@ const R = 18; // row counter
 const I32_LOCALS = 10;
 const XV = 19; // splatted x[i]
 const ACC = 20; // accumulators from here: [block][k parity][columns 0–3 | 4–7]
-const V128_LOCALS = 9;
+const WV = 28; // bf16: one row of a block, 8 weights
+const HIGH = 29; // bf16: 0xffff0000 in each lane
+const V128_LOCALS = 11;
 
 /**
  * Blocks b…b+q-1 at a time while they last, for every row, k in steps of u (q·u·2 ≤ 8 accumulators).
  * q independent streams keep more loads in flight than one (~25% faster from DRAM on the EPYC VM).
  */
-function pass(c: Code, q: number, u: number): void {
+function pass(c: Code, format: BlockFormat, q: number, u: number): void {
+  const shift = ROW_SHIFT[format];
+  const rowBytes = 1 << shift;
   const acc = (block: number, parity: number, half: number): number => ACC + (block * u + parity) * 2 + half;
   c.open(Op.block).open(Op.loop); // passes
   c.get(B).i32(q).op(Op.i32Add).get(B_END).op(Op.i32GtU).branch(Op.brIf, 1);
@@ -56,19 +71,28 @@ function pass(c: Code, q: number, u: number): void {
   c.open(Op.loop); // rows
   for (let i = 0; i < q * u * 2; i++) c.zero().set(ACC + i);
   c.get(PB).set(P[0] as number);
-  for (let j = 1; j < q; j++) c.get(PB).get(K).i32(5).op(Op.i32Shl).i32(j).op(Op.i32Mul, Op.i32Add).set(P[j] as number);
+  for (let j = 1; j < q; j++) c.get(PB).get(K).i32(shift).op(Op.i32Shl).i32(j).op(Op.i32Mul, Op.i32Add).set(P[j] as number);
   c.get(XROW).set(XP);
   c.get(XROW).get(K).i32(2).op(Op.i32Shl, Op.i32Add).set(XEND);
   c.open(Op.loop); // k, u at a time
   for (let parity = 0; parity < u; parity++) {
     c.get(XP).mem(Simd.load32Splat, 4 * parity).set(XV);
     for (let j = 0; j < q; j++) {
+      const p = P[j] as number;
+      if (format === 'bf16') c.get(p).mem(Simd.load, rowBytes * parity).set(WV);
       for (let half = 0; half < 2; half++) {
-        c.addTo(acc(j, parity, half), () => c.get(XV).get(P[j] as number).mem(Simd.load, 32 * parity + 16 * half).simd(Simd.f32x4Mul));
+        c.addTo(acc(j, parity, half), () => {
+          c.get(XV);
+          if (format === 'f32') c.get(p).mem(Simd.load, rowBytes * parity + 16 * half);
+          // A bf16 row's lane i holds columns i (high half) and 4 + i (low half): one op widens each.
+          else if (half === 0) c.get(WV).get(HIGH).simd(Simd.v128And);
+          else c.get(WV).i32(16).simd(Simd.i32x4Shl);
+          c.simd(Simd.f32x4Mul);
+        });
       }
     }
   }
-  for (let j = 0; j < q; j++) c.get(P[j] as number).i32(32 * u).op(Op.i32Add).set(P[j] as number);
+  for (let j = 0; j < q; j++) c.get(P[j] as number).i32(rowBytes * u).op(Op.i32Add).set(P[j] as number);
   c.get(XP).i32(4 * u).op(Op.i32Add).set(XP);
   c.get(XP).get(XEND).op(Op.i32LtU).branch(Op.brIf, 0);
   c.op(Op.end); // k
@@ -84,7 +108,7 @@ function pass(c: Code, q: number, u: number): void {
   c.get(R).i32(1).op(Op.i32Add).set(R);
   c.get(R).get(ROWS).op(Op.i32LtU).branch(Op.brIf, 0);
   c.op(Op.end); // rows
-  c.get(PB).get(K).i32(5).op(Op.i32Shl).i32(q).op(Op.i32Mul, Op.i32Add).set(PB);
+  c.get(PB).get(K).i32(shift).op(Op.i32Shl).i32(q).op(Op.i32Mul, Op.i32Add).set(PB);
   c.get(B).i32(q).op(Op.i32Add).set(B);
   c.branch(Op.br, 0);
   c.op(Op.end, Op.end); // passes loop, outer block
@@ -93,12 +117,13 @@ function pass(c: Code, q: number, u: number): void {
 /** Groups of GROUP blocks, then the blocks left (a matrix's last < GROUP blocks) one at a time. */
 export const GROUP = 4;
 
-function mvBody(): number[] {
+function mvBody(format: BlockFormat): number[] {
   const c = new Code();
-  // PB = w + b·(32·k): blocks are k rows of 8 floats.
-  c.get(W).get(B).get(K).op(Op.i32Mul).i32(5).op(Op.i32Shl, Op.i32Add).set(PB);
-  pass(c, GROUP, 1);
-  pass(c, 1, 2);
+  // PB = w + b·(k·rowBytes): blocks are k rows of 8 weights.
+  c.get(W).get(B).get(K).op(Op.i32Mul).i32(ROW_SHIFT[format]).op(Op.i32Shl, Op.i32Add).set(PB);
+  if (format === 'bf16') c.i32x4(-65536).set(HIGH);
+  pass(c, format, GROUP, 1);
+  pass(c, format, 1, 2);
   c.op(Op.end); // function
   return [...vec([[...uleb(I32_LOCALS), I32], [...uleb(V128_LOCALS), V128]]), ...c.bytes];
 }
@@ -143,6 +168,66 @@ function packBody(): number[] {
   return [...vec([[...uleb(PACK_I32_LOCALS), I32]]), ...c.bytes];
 }
 
+// packh(src, dst, k, n, blocks, blockBytes, norms): as pack, but each weight rounded to bfloat16 (to
+// nearest, ties to even: the bits of a float32 + 0x7fff + the kept half's lowest bit, high half kept),
+// a row's 8 in 4 words, word i = column i's bf16 << 16 | column 4 + i's (mvh widens each half in one op),
+// and for each block the sums over its k rows of the rounding errors squared and of the weights squared:
+// at norms + 64·b, [error² columns 0–3, 4–7, weight² columns 0–3, 4–7] as float32 (engine.ts bounds
+// what the screen's outputs can be off by with them).
+const NORMS = 6;
+const PACKH_PARAMS = 7;
+const HS = 7;
+const HD = 8;
+const HI = 9;
+const H_ROW_BYTES = 10;
+const HB = 11;
+const PACKH_I32_LOCALS = 5;
+const WA = 12; // a row's weights, columns 0–3 and 4–7
+const RA = 14; // their bf16 bits, in the low half of each i32 lane
+const EA = 16; // error² sums
+const SA = 18; // weight² sums
+const PACKH_V128_LOCALS = 8;
+
+function packHalfBody(): number[] {
+  const c = new Code();
+  c.get(PN).i32(2).op(Op.i32Shl).set(H_ROW_BYTES);
+  c.i32(0).set(HB);
+  c.open(Op.block).open(Op.loop); // blocks
+  c.get(HB).get(PBLOCKS).op(Op.i32GeU).branch(Op.brIf, 1);
+  c.get(SRC).get(HB).i32(5).op(Op.i32Shl, Op.i32Add).set(HS);
+  c.get(DST).get(HB).get(BLOCK_BYTES).op(Op.i32Mul, Op.i32Add).set(HD);
+  for (let half = 0; half < 2; half++) c.zero().set(EA + half).zero().set(SA + half);
+  c.i32(0).set(HI);
+  c.open(Op.block).open(Op.loop); // rows
+  c.get(HI).get(PK).op(Op.i32GeU).branch(Op.brIf, 1);
+  for (let half = 0; half < 2; half++) {
+    const w = WA + half;
+    c.get(HS).mem(Simd.load, 16 * half).set(w);
+    c.get(w).get(w).i32(16).simd(Simd.i32x4ShrU).i32x4(1).simd(Simd.v128And).simd(Simd.i32x4Add);
+    c.i32x4(0x7fff).simd(Simd.i32x4Add).i32(16).simd(Simd.i32x4ShrU).set(RA + half);
+    c.addTo(SA + half, () => c.get(w).get(w).simd(Simd.f32x4Mul));
+    // The rounding error, exact in float32: w and its rounding share their leading bits.
+    c.get(w).get(RA + half).i32(16).simd(Simd.i32x4Shl).simd(Simd.f32x4Sub).set(w);
+    c.addTo(EA + half, () => c.get(w).get(w).simd(Simd.f32x4Mul));
+  }
+  c.get(HD).get(RA).i32(16).simd(Simd.i32x4Shl).get(RA + 1).simd(Simd.v128Or).mem(Simd.store, 0);
+  c.get(HS).get(H_ROW_BYTES).op(Op.i32Add).set(HS);
+  c.get(HD).i32(16).op(Op.i32Add).set(HD);
+  c.get(HI).i32(1).op(Op.i32Add).set(HI);
+  c.branch(Op.br, 0);
+  c.op(Op.end, Op.end); // rows
+  c.get(NORMS).get(HB).i32(6).op(Op.i32Shl, Op.i32Add).set(HS);
+  for (let half = 0; half < 2; half++) {
+    c.get(HS).get(EA + half).mem(Simd.store, 16 * half);
+    c.get(HS).get(SA + half).mem(Simd.store, 32 + 16 * half);
+  }
+  c.get(HB).i32(1).op(Op.i32Add).set(HB);
+  c.branch(Op.br, 0);
+  c.op(Op.end, Op.end); // blocks
+  c.op(Op.end); // function
+  return [...vec([[...uleb(PACKH_I32_LOCALS), I32], [...uleb(PACKH_V128_LOCALS), V128]]), ...c.bytes];
+}
+
 // touch(from, to) → i32: one load per 64-byte line of [from, to), so that the lines are in cache when a
 // product reads them (a worker's read-ahead, worker.ts). The loads are folded into the result so that
 // the compiler cannot drop them.
@@ -163,16 +248,28 @@ function touchBody(): number[] {
   return [...vec([[...uleb(1), I32]]), ...c.bytes];
 }
 
-/** The module: imports env.memory (shared, up to 4 GiB), exports mv, pack and touch. */
+/** The module: imports env.memory (shared, up to 4 GiB), exports mv, mvh (bf16 blocks), pack, packh and touch. */
 export function matVecModuleBytes(): Uint8Array {
   const i32s = (n: number): number[] => vec(new Array<number[]>(n).fill([I32]));
-  const type = section(1, vec([[0x60, ...i32s(PARAMS), ...vec([])], [0x60, ...i32s(PACK_PARAMS), ...vec([])], [0x60, ...i32s(2), ...i32s(1)]]));
+  const types = [
+    [0x60, ...i32s(PARAMS), ...vec([])],
+    [0x60, ...i32s(PACK_PARAMS), ...vec([])],
+    [0x60, ...i32s(2), ...i32s(1)],
+    [0x60, ...i32s(PACKH_PARAMS), ...vec([])],
+  ];
+  const type = section(1, vec(types));
   const imports = section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x03, ...uleb(1), ...uleb(65536)]]));
-  const functions = section(3, vec([uleb(0), uleb(1), uleb(2)]));
-  const exports = section(7, vec([[...name('mv'), 0x00, ...uleb(0)], [...name('pack'), 0x00, ...uleb(1)], [...name('touch'), 0x00, ...uleb(2)]]));
-  const bodies = [mvBody(), packBody(), touchBody()];
-  const code = section(10, vec(bodies.map((body) => [...uleb(body.length), ...body])));
-  return new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...type, ...imports, ...functions, ...exports, ...code]);
+  const functions: [string, number, number[]][] = [
+    ['mv', 0, mvBody('f32')],
+    ['mvh', 0, mvBody('bf16')],
+    ['pack', 1, packBody()],
+    ['packh', 3, packHalfBody()],
+    ['touch', 2, touchBody()],
+  ];
+  const functionTypes = section(3, vec(functions.map(([, t]) => uleb(t))));
+  const exports = section(7, vec(functions.map(([n], i) => [...name(n), 0x00, ...uleb(i)])));
+  const code = section(10, vec(functions.map(([, , body]) => [...uleb(body.length), ...body])));
+  return new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...type, ...imports, ...functionTypes, ...exports, ...code]);
 }
 
 /** Columns per packed block. */

@@ -31,6 +31,10 @@ export const PARAM_CHUNK = 12;
 /** The matrix the caller expects to multiply next (0 bytes: none): idle workers read it into cache. */
 export const NEXT_AT = 13;
 export const NEXT_BYTES = 14;
+/** The job's block format: FORMAT_F32 (mv) or FORMAT_BF16 (mvh). */
+export const PARAM_FORMAT = 15;
+export const FORMAT_F32 = 0;
+export const FORMAT_BF16 = 1;
 
 /** CLAIM when no job is open. */
 const CLOSED = -1;
@@ -52,12 +56,15 @@ export function openClaims(ctl: Int32Array, seq: number): void {
 export type PackFunction = (src: number, dst: number, k: number, n: number, blocks: number, blockBytes: number) => void;
 export type TouchFunction = (from: number, to: number) => number;
 export type MvFunction = (x: number, w: number, y: number, k: number, rows: number, xStride: number, yStride: number, b: number, bEnd: number) => void;
+export type PackHalfFunction = (src: number, dst: number, k: number, n: number, blocks: number, blockBytes: number, norms: number) => void;
+/** The product kernels by block format (a type, not an interface: it is cast from a module's exports). */
+export type Kernels = { mv: MvFunction; mvh: MvFunction };
 
 /**
  * Claims and runs chunks of job `seq` until none is left; returns how many this thread ran. Parameters
  * are read with atomic loads after SEQ, so they are the job's own (see the module comment).
  */
-export function runChunks(ctl: Int32Array, seq: number, mv: MvFunction): number {
+export function runChunks(ctl: Int32Array, seq: number, kernels: Kernels): number {
   const x = Atomics.load(ctl, PARAM_X);
   const w = Atomics.load(ctl, PARAM_W);
   const y = Atomics.load(ctl, PARAM_Y);
@@ -67,6 +74,7 @@ export function runChunks(ctl: Int32Array, seq: number, mv: MvFunction): number 
   const yStride = Atomics.load(ctl, PARAM_Y_STRIDE);
   const blocks = Atomics.load(ctl, PARAM_BLOCKS);
   const chunk = Atomics.load(ctl, PARAM_CHUNK);
+  const mv = Atomics.load(ctl, PARAM_FORMAT) === FORMAT_BF16 ? kernels.mvh : kernels.mv;
   const tag = tagOf(seq);
   let ran = 0;
   for (;;) {

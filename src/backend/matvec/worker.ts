@@ -6,12 +6,13 @@
  * until that job is posted: the memory bus is otherwise idle while the caller does a step's other work.
  */
 import { workerData } from 'node:worker_threads';
-import { NEXT_AT, NEXT_BYTES, QUIT, runChunks, SEQ, SLEEPING, type MvFunction, type TouchFunction } from './protocol.js';
+import { NEXT_AT, NEXT_BYTES, QUIT, runChunks, SEQ, SLEEPING, type Kernels, type TouchFunction } from './protocol.js';
 
 const SPIN_MS = 3;
 
 const { module, memory } = workerData as { module: WebAssembly.Module; memory: WebAssembly.Memory };
-const { mv, touch } = new WebAssembly.Instance(module, { env: { memory } }).exports as { mv: MvFunction; touch: TouchFunction };
+const { mv, mvh, touch } = new WebAssembly.Instance(module, { env: { memory } }).exports as Kernels & { touch: TouchFunction };
+const kernels: Kernels = { mv, mvh };
 /** Read-ahead granule: small enough to see the next job within a few microseconds. */
 const AHEAD = 16384;
 const ctl = new Int32Array(memory.buffer, 0, 16);
@@ -51,7 +52,7 @@ function serve(): void {
     const seq = nextJob(seen);
     if (seq === QUIT) return;
     seen = seq;
-    runChunks(ctl, seq, mv);
+    runChunks(ctl, seq, kernels);
     readAhead(seq);
   }
 }

@@ -25,7 +25,7 @@
 import { prefaultHeap, tf, tfl } from '../../backend/index.js';
 import { FormatError } from '../../errors.js';
 import type { CheckpointReader } from '../../formats/tensor.js';
-import type { DecoderState, EncoderBatch, Seq2SeqModel } from '../../generation/seq2seq.js';
+import type { BoundedLogits, DecoderState, EncoderBatch, Seq2SeqModel } from '../../generation/seq2seq.js';
 import { attention, CheckpointWeights, InferenceLayer, type Activation } from '../layers.js';
 import type { T5Config } from './config.js';
 import { addRmsNorm, crossAttentionStep, gatedActivation, gatherRows, rmsNorm, selfAttentionStep, type KeyValues } from './kernels.js';
@@ -650,10 +650,10 @@ export class T5SharedEmbedding extends InferenceLayer {
       // Stored once, transposed: the lm_head wants [dModel, vocab] for the fast matMul path, and an
       // embedding lookup is a gather of columns (tiny next to the head's matMul).
       this.table = this.own('weight', await w.linear(name, dModel, vocabSize));
-      this.head = Projection.from(this.table, w.packProjections, true);
+      this.head = Projection.from(this.table, w.packProjections, { keep: true, screen: true });
     } else {
       this.embedding = this.own('weight', (await w.tensor(name, [vocabSize, dModel])) as tf.Tensor2D);
-      this.head = Projection.from(await w.linear('lm_head.weight', dModel, vocabSize), w.packProjections);
+      this.head = Projection.from(await w.linear('lm_head.weight', dModel, vocabSize), w.packProjections, { screen: true });
     }
   }
 
@@ -683,11 +683,25 @@ export class T5SharedEmbedding extends InferenceLayer {
     return tf.gather(this.columns, ids, 1);
   }
 
+  /** Decoder output x [rows, dModel] → the lm_head's input. */
+  headInput(x: tf.Tensor2D): tf.Tensor2D {
+    // Mesh TensorFlow rescales before the tied projection; transformers multiplies by d_model^-0.5.
+    return this.embedding ? x : tf.mul<tf.Tensor2D>(x, this.config.dModel ** -0.5);
+  }
+
   /** Decoder output x [rows, dModel] → logits [rows, vocab]. */
   logits(x: tf.Tensor2D): tf.Tensor2D {
-    // Mesh TensorFlow rescales before the tied projection; transformers multiplies by d_model^-0.5.
-    const h = this.embedding ? x : tf.mul<tf.Tensor2D>(x, this.config.dModel ** -0.5);
-    return this.head.apply(h);
+    return this.head.apply(this.headInput(x));
+  }
+
+  /** Whether boundedLogits() is available: the head is packed with a bfloat16 screen (greedy search). */
+  get screened(): boolean {
+    return this.head.screened;
+  }
+
+  /** The lm_head's input h [rows, dModel] (host values, headInput's) → logits, bounded. */
+  boundedLogits(h: Float32Array, rows: number): BoundedLogits {
+    return this.head.bounded(h, rows);
   }
 
   override call(inputs: Inputs): tf.Tensor {
@@ -957,6 +971,18 @@ class T5ForConditionalGeneration implements T5Model {
   }
 
   step(state: DecoderState, tokens: Int32Array): { logits: Float32Array; state: DecoderState } {
+    const { values, state: next } = this.advance(state, tokens, (n) => this.shared.logits(n));
+    return { logits: values, state: next };
+  }
+
+  stepBounded(state: DecoderState, tokens: Int32Array): { logits: BoundedLogits; state: DecoderState } | undefined {
+    if (!this.shared.screened) return undefined;
+    const { values, state: next } = this.advance(state, tokens, (n) => this.shared.headInput(n));
+    return { logits: this.shared.boundedLogits(values, tokens.length), state: next };
+  }
+
+  /** One decoder step; `read` maps the final norm's output to the one tensor read back to the host. */
+  private advance(state: DecoderState, tokens: Int32Array, read: (n: tf.Tensor2D) => tf.Tensor2D): { values: Float32Array; state: T5State } {
     const s = this.take(state);
     if (tokens.length !== s.rows) throw new RangeError(`step needs one token per row (${s.rows}), got ${tokens.length}`);
     checkIds(tokens, this.vocabSize);
@@ -964,7 +990,7 @@ class T5ForConditionalGeneration implements T5Model {
     const grow = t + 1 > s.distance.shape[3];
     const longer = Math.max(2 * s.distance.shape[3], t + 1);
     const distance = grow ? tf.keep(tf.tidy(() => this.decoderBias.distanceBias(longer))) : s.distance;
-    let out: { logits: tf.Tensor2D; present: KV[] };
+    let out: { result: tf.Tensor2D; present: KV[] };
     try {
       out = tf.tidy(() => {
         const start = distance.shape[3] - 1 - t; // the bias of keys 0…t (see distanceBias)
@@ -979,19 +1005,19 @@ class T5ForConditionalGeneration implements T5Model {
           n = r.n as tf.Tensor2D;
           present.push({ k: tf.keep(r.kv.k), v: tf.keep(r.kv.v) });
         });
-        return { logits: this.shared.logits(n), present };
+        return { result: read(n), present };
       });
     } catch (err) {
       if (grow) distance.dispose();
       throw err;
     }
-    // The only host read of the step: [rows, vocab].
-    const logits = out.logits.dataSync<'float32'>();
-    out.logits.dispose();
+    // The only host read of the step: logits [rows, vocab], or the head's input [rows, dModel].
+    const values = out.result.dataSync<'float32'>();
+    out.result.dispose();
     disposeKV(s.past);
     if (grow) s.distance.dispose();
     s.retire();
-    return { logits, state: new T5State(this, s.rows, t + 1, s.group, s.cross, s.crossMask, out.present, distance) };
+    return { values, state: new T5State(this, s.rows, t + 1, s.group, s.cross, s.crossMask, out.present, distance) };
   }
 
   reorder(state: DecoderState, rows: Int32Array): DecoderState {
@@ -1110,9 +1136,12 @@ export function t5HeapBytes(c: T5Config, engine = packsProjections(c)): number {
   return t5WeightBytes(c) + (engine ? 0 : t5StepMatrixBytes(c));
 }
 
-/** Bytes the matvec engine holds for a loaded model, plus room to stage the largest matrix while it packs. */
+/**
+ * Bytes the matvec engine holds for a loaded model (the step's matrices and the lm_head's bfloat16
+ * screen), plus room to stage the largest matrix while it packs.
+ */
 export function t5EngineBytes(c: T5Config): number {
-  return t5StepMatrixBytes(c) + 4 * c.vocabSize * c.dModel;
+  return t5StepMatrixBytes(c) + 2 * c.vocabSize * c.dModel + 4 * c.vocabSize * c.dModel;
 }
 
 /**

@@ -146,4 +146,93 @@ describe('MatVecEngine', () => {
     assert.throws(() => e.multiply(new Float32Array(2), 1, m, new Float32Array(4)), RangeError);
     e.free(m);
   });
+
+  /** Each value rounded to bfloat16, to nearest with ties to even. */
+  function bf16(w: Float32Array): Float32Array {
+    const out = Float32Array.from(w);
+    const bits = new Uint32Array(out.buffer);
+    for (let i = 0; i < bits.length; i++) {
+      const b = bits[i] as number;
+      bits[i] = ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) << 16;
+    }
+    return out;
+  }
+
+  for (const [rows, k, n] of [
+    [1, 512, 4016 * 8 + 3],
+    [3, 33, 17],
+    [2, 7, 64],
+  ] as [number, number, number][]) {
+    test(`a ${k}×${n} screen: the bfloat16 product, within its bounds of the float32 one, on 1–3 threads alike`, () => {
+      const x = values(rows * k, 31 + k);
+      const w = values(k * n, 32 + n).map((v, i) => v * 2 ** ((i % 13) - 6)); // columns of different scales
+      const wRounded = bf16(w);
+      const want = reference(x, rows, wRounded, k, n);
+      const magnitude = reference(x.map(Math.abs), rows, wRounded.map(Math.abs), k, n);
+      const results = engines.map((e) => {
+        const m = e.pack(w, k, n, true);
+        const screen = m.screen!;
+        const approx = new Float32Array(rows * n).fill(NaN);
+        const exact = new Float32Array(rows * n).fill(NaN);
+        e.multiply(x, rows, screen.matrix, approx);
+        e.multiply(x, rows, m, exact);
+        const radius = Float32Array.from(screen.columnRadius);
+        e.free(m);
+        return { approx, exact, radius };
+      });
+      const { approx, exact, radius } = results[0]!;
+      const norms = new Float64Array(n);
+      for (let i = 0; i < k; i++) for (let j = 0; j < n; j++) norms[j] += (w[i * n + j] as number) ** 2;
+      for (let j = 0; j < n; j++) {
+        // Not vacuous: a bfloat16 rounding is off by at most 2⁻⁹ of each weight.
+        const norm = Math.sqrt(norms[j] as number);
+        if (!((radius[j] as number) <= 2 ** -8 * norm)) assert.fail(`column ${j}: radius ${radius[j]} for a norm of ${norm}`);
+      }
+      for (let r = 0; r < rows; r++) {
+        let xNorm = 0;
+        for (let i = 0; i < k; i++) xNorm += (x[r * k + i] as number) ** 2;
+        xNorm = Math.sqrt(xNorm);
+        for (let j = 0; j < n; j++) {
+          const at = r * n + j;
+          // The kernel multiplies the rounded weights (each column in its place), summing in float32.
+          const sumError = Math.abs((approx[at] as number) - (want[at] as number));
+          if (!(sumError <= (k + 1) * 2 ** -24 * (magnitude[at] as number))) assert.fail(`row ${r} column ${j}: ${approx[at]} vs ${want[at]}`);
+          const off = Math.abs((approx[at] as number) - (exact[at] as number));
+          if (!(off <= xNorm * (radius[j] as number))) assert.fail(`row ${r} column ${j}: off by ${off}, bound ${xNorm * (radius[j] as number)}`);
+        }
+      }
+      for (const other of results.slice(1)) assert.deepEqual(other, results[0]);
+    });
+  }
+
+  test('a column with a non-finite weight has no bound', () => {
+    const [e] = engines as [MatVecEngine];
+    const k = 16;
+    const n = 24;
+    const w = values(k * n, 40);
+    w[5 * n + 3] = NaN;
+    w[2 * n + 20] = Infinity;
+    const m = e.pack(w, k, n, true);
+    const radius = m.screen!.columnRadius;
+    for (let j = 0; j < n; j++) assert.equal((radius[j] as number) < Infinity, j !== 3 && j !== 20, `column ${j}: ${radius[j]}`);
+    e.free(m);
+  });
+
+  test('multiplyColumns gives multiply()\'s values bit for bit, for the columns asked and no other', () => {
+    for (const e of engines) {
+      const k = 257;
+      const n = 1000;
+      const m = e.pack(values(k * n, 50), k, n, true);
+      const x = values(k, 51);
+      const full = new Float32Array(n);
+      e.multiply(x, 1, m, full);
+      const columns = [0, 31, 32, 517, 999, 998, 40];
+      const some = new Float32Array(n).fill(NaN);
+      e.multiplyColumns(x, m, columns, some);
+      for (const j of columns) assert.ok(Object.is(some[j], full[j]), `column ${j}: ${some[j]} vs ${full[j]}`);
+      // Whole groups of 32 columns are computed; one nobody asked for stays untouched.
+      assert.ok(Number.isNaN(some[100]));
+      e.free(m);
+    }
+  });
 });

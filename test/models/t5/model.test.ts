@@ -10,7 +10,9 @@ import { after, before, describe, test } from 'node:test';
 import { initBackend, tf } from '../../../src/backend/index.js';
 import { openCheckpoint, openWeights, readShardIndex, type WeightFiles } from '../../../src/formats/checkpoint.js';
 import type { CheckpointReader } from '../../../src/formats/tensor.js';
-import type { EncoderBatch } from '../../../src/generation/seq2seq.js';
+import { resolveGenerationConfig, type GenerationOptions } from '../../../src/generation/config.js';
+import { generate } from '../../../src/generation/index.js';
+import type { EncoderBatch, Seq2SeqModel } from '../../../src/generation/seq2seq.js';
 import { CheckpointWeights } from '../../../src/models/layers.js';
 import { parseT5Config, type T5Config } from '../../../src/models/t5/config.js';
 import { loadT5, T5Block, t5WeightBytes, type T5Model } from '../../../src/models/t5/model.js';
@@ -224,6 +226,39 @@ for (const name of ['flan-t5', 't5-relu', 'ul2']) {
       }
       t.diagnostic(`greedy token log-prob max abs error ${worst}`);
       assert.ok(worst < tol.logits, `${worst}`);
+    });
+
+    test('greedy generate() through the lm_head screen picks what the exact logits pick', async () => {
+      // The plain view of the model: generate() can only use exact logits.
+      const plain: Seq2SeqModel = {
+        vocabSize: model.vocabSize,
+        decoderStartTokenId: model.decoderStartTokenId,
+        padTokenId: model.padTokenId,
+        eosTokenId: model.eosTokenId,
+        start: (b, e) => model.start(b, e),
+        step: (s, t) => model.step(s, t),
+        reorder: (s, r) => model.reorder(s, r),
+      };
+      let screened = 0;
+      const counting: Seq2SeqModel = {
+        ...plain,
+        stepBounded: (s, t) => {
+          const r = model.stepBounded?.(s, t);
+          if (r) screened++;
+          return r;
+        },
+      };
+      const settings: GenerationOptions[] = [{}, { repetitionPenalty: 1.5, noRepeatNgramSize: 2 }, { minNewTokens: 12, repetitionPenalty: 0.7 }];
+      for (const c of golden.cases.greedy) {
+        const batch = single(c.input_ids);
+        for (const options of settings) {
+          const config = resolveGenerationConfig({ modelConfig: { decoder_start_token_id: 0, eos_token_id: 1, pad_token_id: 0 } }, { maxNewTokens: 16, ...options });
+          const [a] = await generate(counting, batch, config);
+          const [b] = await generate(plain, batch, config);
+          assert.deepEqual(a?.sequences[0]?.tokens, b?.sequences[0]?.tokens, JSON.stringify(options));
+        }
+      }
+      assert.ok(screened > 0, 'the wasm backend packs a screen');
     });
 
     test('one input on several rows (cross-attention K/V shared per head): greedy, reorder, leaks', () => {
