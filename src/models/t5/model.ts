@@ -1098,9 +1098,16 @@ class T5ForConditionalGeneration implements T5Model {
   warmUp(): void {
     const t0 = performance.now();
     const one = { inputIds: Int32Array.of(this.padTokenId), attentionMask: Int32Array.of(1), batch: 1, seqLen: 1 };
-    const state = this.start(one, 1);
+    const start = Int32Array.of(this.decoderStartTokenId);
+    let state = this.start(one, 1);
     try {
-      this.step(state, Int32Array.of(this.decoderStartTokenId)).state.dispose();
+      state = this.step(state, start).state;
+      // Greedy search's path too: the screen's first product and an exact column.
+      const bounded = this.stepBounded(state, start);
+      if (bounded) {
+        state = bounded.state;
+        bounded.logits.exact(0, [0]);
+      }
     } finally {
       state.dispose();
     }
