@@ -17,9 +17,11 @@ export const enum Op {
   localGet = 0x20,
   localSet = 0x21,
   i32Load = 0x28,
+  i32Store = 0x36,
   f32Load = 0x2a,
   f32Store = 0x38,
   i32Const = 0x41,
+  i32Eqz = 0x45,
   i32LtU = 0x49,
   i32GtU = 0x4b,
   i32GeU = 0x4f,
@@ -30,6 +32,7 @@ export const enum Op {
   i32Xor = 0x73,
   i32Shl = 0x74,
   f32Add = 0x92,
+  f32Max = 0x97,
   f32Mul = 0x94,
   f32ConvertI32S = 0xb2,
   simd = 0xfd,
@@ -40,13 +43,21 @@ export const enum Simd {
   load32Splat = 0x09,
   store = 0x0b,
   const = 0x0c,
+  f32x4Splat = 0x13,
+  i32x4ExtractLane = 0x1b,
   f32x4ExtractLane = 0x1f,
+  f32x4Lt = 0x43,
+  f32x4Gt = 0x44,
+  v128Not = 0x4d,
   v128And = 0x4e,
   v128Or = 0x50,
+  v128Bitselect = 0x52,
+  v128AnyTrue = 0x53,
   f32x4Nearest = 0x6a,
   i32x4Shl = 0xab,
   i32x4ShrU = 0xad,
   i32x4Add = 0xae,
+  f32x4Abs = 0xe0,
   f32x4Add = 0xe4,
   f32x4Sub = 0xe5,
   f32x4Mul = 0xe6,
@@ -112,6 +123,11 @@ export class Code {
   /** i32.load with a byte offset (alignment hint: 4 bytes). */
   load32(offset: number): this {
     this.bytes.push(Op.i32Load, 2, ...uleb(offset));
+    return this;
+  }
+  /** i32.store with a byte offset (alignment hint: 4 bytes). */
+  store32(offset: number): this {
+    this.bytes.push(Op.i32Store, 2, ...uleb(offset));
     return this;
   }
   /** The f32 sum of the four lanes of v128 `local`: l0 + (l1 + (l2 + l3)). */

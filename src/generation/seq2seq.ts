@@ -25,15 +25,17 @@ export interface DecoderState {
 
 /**
  * One step's next-token logits known within bounds, exact values on request: what a model with a cheap
- * screen of its output projection returns, for greedy search (bounded-argmax.ts). For row r and token j,
- * |exact − approx[r·vocab + j]| ≤ rowScale[r] · columnRadius[j]; a NaN or infinite product means no bound.
+ * screen of its output projection returns, for greedy search (bounded-argmax.ts). Bounds may be wider than
+ * needed, never narrower: exact ∈ [lower, upper]; a token without a bound (NaN, non-finite) has
+ * lower -Infinity and upper Infinity.
  */
 export interface BoundedLogits {
-  /** Row-major [rows, vocab]. */
-  readonly approx: Float32Array;
-  readonly rowScale: Float64Array;
-  /** [vocab] */
-  readonly columnRadius: Float32Array;
+  /** Row r's bounds on the logits of `tokens`, in that order. */
+  bounds(row: number, tokens: readonly number[]): { lower: Float32Array; upper: Float32Array };
+  /** The largest lower bound in row r over every token but `except`'s (-Infinity if none has one). */
+  maxLower(row: number, except: readonly number[]): number;
+  /** Row r's tokens, ascending and but `except`, whose upper bound reaches `threshold`. */
+  reaching(row: number, threshold: number, except: readonly number[]): number[];
   /** Row r's exact logits of `tokens`, in that order: step()'s values, bit for bit. */
   exact(row: number, tokens: readonly number[]): Float32Array;
 }

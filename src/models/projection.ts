@@ -76,8 +76,7 @@ export function engineEnabled(): boolean {
 }
 
 export class Projection {
-  /** bounded()'s buffers: the screen's outputs, and exact outputs at their columns. */
-  private approx: Float32Array | undefined;
+  /** bounded()'s buffer for exact outputs, at their columns. */
   private columns: Float32Array | undefined;
 
   private constructor(
@@ -117,23 +116,29 @@ export class Projection {
   }
 
   /**
-   * x [rows, in] (host values) @ W, bounded: the screen's product and each output's bound, exact outputs on
-   * request. Needs a screen (`screened`). Valid until the next call (buffers are reused).
+   * x [rows, in] (host values) @ W, bounded: the screen's product and each output's bound (engine.ts
+   * ScreenProduct), exact outputs on request. Needs a screen (`screened`). Valid until the next call.
    */
   bounded(x: Float32Array, rows: number): BoundedLogits {
     const m = packed.get(this.id);
-    if (!m?.screen) throw new Error('bounded: the projection has no screen');
+    const screen = m?.screen;
+    if (!m || !screen) throw new Error('bounded: the projection has no screen');
     const engine = MatVecEngine.shared();
     const [k, n] = this.shape;
-    if (this.approx?.length !== rows * n) this.approx = new Float32Array(rows * n);
-    const approx = this.approx;
-    engine.multiply(x, rows, m.screen.matrix, approx);
-    const rowScale = new Float64Array(rows);
-    for (let r = 0; r < rows; r++) {
-      let sum = 0;
-      for (let i = r * k; i < (r + 1) * k; i++) sum += (x[i] as number) ** 2;
-      rowScale[r] = Math.sqrt(sum);
-    }
+    const product = engine.multiplyScreen(x, rows, m);
+    const bounds = (row: number, tokens: readonly number[]): { lower: Float32Array; upper: Float32Array } => {
+      const approx = engine.screenValues(product, row, tokens);
+      const lower = new Float32Array(tokens.length);
+      const upper = new Float32Array(tokens.length);
+      tokens.forEach((j, i) => {
+        const a = approx[i] as number;
+        // ScreenProduct's r, in double precision; rounding a ± r to float32 stays outside the true bounds.
+        const r = (product.scale[row] as number) * (screen.columnRadius[j] as number) + Math.abs(a) * 2 ** -22 + 2 ** -126;
+        lower[i] = r < Infinity ? a - r : -Infinity;
+        upper[i] = r < Infinity ? a + r : Infinity;
+      });
+      return { lower, upper };
+    };
     const exact = (row: number, tokens: readonly number[]): Float32Array => {
       const out = (this.columns ??= new Float32Array(n));
       const xRow = x.subarray(row * k, (row + 1) * k);
@@ -142,7 +147,12 @@ export class Projection {
       else engine.multiplyColumns(xRow, m, tokens, out);
       return Float32Array.from(tokens, (j) => out[j] as number);
     };
-    return { approx, rowScale, columnRadius: m.screen.columnRadius, exact };
+    return {
+      bounds,
+      maxLower: (row, except) => engine.screenMaxLower(product, row, except),
+      reaching: (row, threshold, except) => engine.screenReaching(product, row, threshold, except),
+      exact,
+    };
   }
 
   get bytes(): number {

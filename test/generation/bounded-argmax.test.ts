@@ -7,6 +7,7 @@ import { describe, test } from 'node:test';
 import { boundedArgmax, BoundsScratch } from '../../src/generation/bounded-argmax.js';
 import { argmax, minNewTokens, noRepeatNgram, repetitionPenalty, type LogitsProcessor } from '../../src/generation/logits-processors.js';
 import type { BoundedLogits } from '../../src/generation/seq2seq.js';
+import { boundedFromArrays } from './fake-model.js';
 
 /** Deterministic uniform values in [0, 1). */
 function uniform(seed: number): () => number {
@@ -23,11 +24,23 @@ interface Case {
   asked: number[][];
 }
 
+/** `logits`, recording the tokens each exact() call asks for. */
+function counting(logits: BoundedLogits, asked: number[][]): BoundedLogits {
+  return {
+    ...logits,
+    exact: (row, tokens) => {
+      asked.push([...tokens]);
+      return logits.exact(row, tokens);
+    },
+  };
+}
+
 /** Rows of exact logits from a few distinct levels (ties), approx off by up to the bound, some unbounded. */
 function makeCase(rows: number, vocab: number, random: () => number): Case {
   const exact = new Float32Array(rows * vocab);
   const approx = new Float32Array(rows * vocab);
   const rowScale = Float64Array.from({ length: rows }, () => 0.5 + random());
+  const asked: number[][] = [];
   const columnRadius = Float32Array.from({ length: vocab }, () => (random() < 0.02 ? Infinity : 0.05 * random()));
   for (let i = 0; i < rows * vocab; i++) {
     // Levels 0.01 apart: many values tie exactly or sit within each other's bounds.
@@ -39,19 +52,7 @@ function makeCase(rows: number, vocab: number, random: () => number): Case {
     if (bound < Infinity && !(Math.abs((approx[i] as number) - (exact[i] as number)) <= bound)) approx[i] = exact[i] as number;
     if (random() < 0.01) approx[i] = NaN;
   }
-  const asked: number[][] = [];
-  const logits: BoundedLogits = {
-    approx,
-    rowScale,
-    columnRadius,
-    exact: (row, tokens) => {
-      asked.push([...tokens]);
-      return Float32Array.from(tokens, (j) => exact[row * vocab + j] as number);
-    },
-  };
-  // A NaN approx has no bound either: its column's radius says nothing about it.
-  for (let i = 0; i < rows * vocab; i++) if (Number.isNaN(approx[i])) columnRadius[i % vocab] = NaN;
-  return { exact, logits, asked };
+  return { exact, logits: counting(boundedFromArrays(approx, rowScale, columnRadius, exact), asked), asked };
 }
 
 function expected(c: Case, row: number, vocab: number, ids: number[], processors: LogitsProcessor[]): number {
@@ -90,12 +91,7 @@ describe('boundedArgmax', () => {
     const scratch = new BoundsScratch(vocab);
     const exact = Float32Array.from({ length: vocab }, () => 10 * random());
     const asked: number[][] = [];
-    const logits: BoundedLogits = {
-      approx: exact.map((v) => v + 0.0005),
-      rowScale: Float64Array.of(1),
-      columnRadius: new Float32Array(vocab).fill(0.001),
-      exact: (_row, tokens) => (asked.push([...tokens]), Float32Array.from(tokens, (j) => exact[j] as number)),
-    };
+    const logits = counting(boundedFromArrays(exact.map((v) => v + 0.0005), Float64Array.of(1), new Float32Array(vocab).fill(0.001), exact), asked);
     assert.equal(boundedArgmax(logits, 0, [0], [repetitionPenalty(2)], scratch), argmax(exact));
     assert.ok((asked[0]?.length ?? 0) <= 3, `asked for ${asked[0]?.length} tokens`);
   });
@@ -106,12 +102,7 @@ describe('boundedArgmax', () => {
       (_ids: readonly number[], scores: Float32Array) => scores.fill(-Infinity),
       { touches: () => [0, 1, 2] },
     );
-    const logits: BoundedLogits = {
-      approx: Float32Array.of(1, 3, 2),
-      rowScale: Float64Array.of(1),
-      columnRadius: new Float32Array(3).fill(0.1),
-      exact: (_row, tokens) => Float32Array.from(tokens, (j) => [1, 3, 2][j] as number),
-    };
+    const logits = boundedFromArrays(Float32Array.of(1, 3, 2), Float64Array.of(1), new Float32Array(3).fill(0.1), Float32Array.of(1, 3, 2));
     assert.equal(boundedArgmax(logits, 0, [], [ban], scratch), 0);
   });
 });

@@ -67,13 +67,13 @@ export class FakeModel implements Seq2SeqModel {
     const { logits, state: next } = this.step(state, tokens);
     const vocab = this.vocabSize;
     return {
-      logits: {
-        // Off by 0.9 of the bound, alternating in sign: enough to reorder close logits.
-        approx: logits.map((v, i) => v + (i % 2 === 0 ? 0.9 : -0.9) * bound),
-        rowScale: new Float64Array(tokens.length).fill(1),
-        columnRadius: new Float32Array(vocab).fill(bound),
-        exact: (row, ids) => Float32Array.from(ids, (j) => logits[row * vocab + j] as number),
-      },
+      // Off by 0.9 of the bound, alternating in sign: enough to reorder close logits.
+      logits: boundedFromArrays(
+        logits.map((v, i) => v + (i % 2 === 0 ? 0.9 : -0.9) * bound),
+        new Float64Array(tokens.length).fill(1),
+        new Float32Array(vocab).fill(bound),
+        logits,
+      ),
       state: next,
     };
   }
@@ -118,6 +118,44 @@ export class FakeModel implements Seq2SeqModel {
       this,
     );
   }
+}
+
+/**
+ * BoundedLogits over host arrays: row r's logit j within approx ± rowScale[r]·columnRadius[j] (widened for
+ * float32 rounding, as a model's are); a NaN approx or non-finite radius has no bound. `exact` holds the
+ * exact logits, [rows, vocab].
+ */
+export function boundedFromArrays(approx: Float32Array, rowScale: Float64Array, columnRadius: Float32Array, exact: Float32Array): BoundedLogits {
+  const vocab = columnRadius.length;
+  const radius = (row: number, j: number): number => {
+    const a = approx[row * vocab + j] as number;
+    return (rowScale[row] as number) * (1 + 2 ** -20) * (columnRadius[j] as number) + Math.abs(a) * 2 ** -22 + 2 ** -126;
+  };
+  const lowerOf = (row: number, j: number): number => {
+    const r = radius(row, j);
+    return r < Infinity ? (approx[row * vocab + j] as number) - r : -Infinity;
+  };
+  const upperOf = (row: number, j: number): number => {
+    const r = radius(row, j);
+    return r < Infinity ? (approx[row * vocab + j] as number) + r : Infinity;
+  };
+  return {
+    bounds: (row, tokens) => ({
+      lower: Float32Array.from(tokens, (j) => lowerOf(row, j)),
+      upper: Float32Array.from(tokens, (j) => upperOf(row, j)),
+    }),
+    maxLower: (row, except) => {
+      const skip = new Set(except);
+      let best = -Infinity;
+      for (let j = 0; j < vocab; j++) if (!skip.has(j) && lowerOf(row, j) > best) best = lowerOf(row, j);
+      return best;
+    },
+    reaching: (row, threshold, except) => {
+      const skip = new Set(except);
+      return Array.from({ length: vocab }, (_, j) => j).filter((j) => !skip.has(j) && upperOf(row, j) >= threshold);
+    },
+    exact: (row, tokens) => Float32Array.from(tokens, (j) => exact[row * vocab + j] as number),
+  };
 }
 
 /** Right-padded batch of token-id rows (pad 0), as the tokenizer would give it. */

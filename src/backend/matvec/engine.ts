@@ -67,9 +67,29 @@ export interface PackedMatrix {
  */
 export interface Screen {
   readonly matrix: PackedMatrix;
-  /** [n]; Infinity where the column holds no finite bound (non-finite weights). */
+  /** [n]; Infinity or NaN where the column holds no finite bound (non-finite weights). */
   readonly columnRadius: Float32Array;
+  /** Byte offset of a copy in engine memory, padded with Infinity to the matrix's blocks × 8 (the scans'). */
+  readonly radiusAt: number;
 }
+
+/**
+ * multiplyScreen's result: the screen's outputs for `rows` rows, kept in engine memory ([rows, stride]
+ * floats at `at`) for the bounds and scans below, until the next multiplyScreen. Output j of row r lies
+ * within approx ± r with r = s·columnRadius[j] + |approx|·2⁻²² + 2⁻¹²⁶ for s ≥ ‖x_r‖₂·(1 + 2⁻²⁰): the
+ * screen's bound, widened so that rounding r and approx ± r to float32 cannot make it narrower.
+ */
+export interface ScreenProduct {
+  readonly matrix: PackedMatrix;
+  readonly rows: number;
+  readonly at: number;
+  readonly stride: number;
+  /** Per row, s above. */
+  readonly scale: Float64Array;
+}
+
+type ScreenMax = (a: number, c: number, n4: number, s: number) => number;
+type ScreenReach = (a: number, c: number, n4: number, s: number, t: number, out: number) => number;
 
 /** Bytes per weight of each block format. */
 const WEIGHT_BYTES: Record<BlockFormat, number> = { f32: 4, bf16: 2 };
@@ -175,6 +195,10 @@ export class MatVecEngine {
   private readonly kernels: P.Kernels;
   private readonly packBlocks: P.PackFunction;
   private readonly packHalves: P.PackHalfFunction;
+  private readonly smax: ScreenMax;
+  private readonly sreach: ScreenReach;
+  /** multiplyScreen's outputs, then room for sreach's indexes. */
+  private screenOut: Range = { at: 0, bytes: 0 };
   private readonly workers: Worker[] = [];
   private seq = 0;
   private scratch: Range = { at: 0, bytes: 0 };
@@ -196,10 +220,14 @@ export class MatVecEngine {
     const kernels = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as P.Kernels & {
       pack: P.PackFunction;
       packh: P.PackHalfFunction;
+      smax: ScreenMax;
+      sreach: ScreenReach;
     };
     this.kernels = { mv: kernels.mv, mvh: kernels.mvh };
     this.packBlocks = kernels.pack;
     this.packHalves = kernels.packh;
+    this.smax = kernels.smax;
+    this.sreach = kernels.sreach;
     P.closeClaims(this.ctl);
     for (let i = 1; i < threads; i++) {
       const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: { module, memory: this.memory } });
@@ -294,7 +322,11 @@ export class MatVecEngine {
         const u16 = new Uint16Array(this.memory.buffer);
         for (let b = 0; b < blocks; b++) u16.fill(0, (at + b * blockBytes) / 2 + k * BLOCK, (at + (b + 1) * blockBytes) / 2);
       }
-      return { matrix: m, columnRadius: columnRadius(this.f32().subarray(norms / 4, (norms + normBytes) / 4), kPadded, n) };
+      const radius = columnRadius(this.f32().subarray(norms / 4, (norms + normBytes) / 4), kPadded, n);
+      const radiusAt = this.arena.alloc(blocks * BLOCK * 4);
+      this.f32().set(radius, radiusAt / 4);
+      this.f32().fill(Infinity, radiusAt / 4 + n, radiusAt / 4 + blocks * BLOCK);
+      return { matrix: m, columnRadius: radius, radiusAt };
     } catch (err) {
       this.arena.release(m.at, m.bytes);
       throw err;
@@ -324,7 +356,10 @@ export class MatVecEngine {
     for (const [at, next] of this.successor) if (next === m) this.successor.delete(at);
     if (this.previous === m) this.previous = undefined;
     this.arena.release(m.at, m.bytes);
-    if (m.screen) this.free(m.screen.matrix);
+    if (m.screen) {
+      this.free(m.screen.matrix);
+      this.arena.release(m.screen.radiusAt, m.blocks * BLOCK * 4);
+    }
   }
 
   private scratchAt(bytes: number): number {
@@ -335,13 +370,13 @@ export class MatVecEngine {
     return this.scratch.at;
   }
 
-  /** out[rows, n] = x[rows, k] @ m, x and out row-major. */
-  multiply(x: Float32Array, rows: number, m: PackedMatrix, out: Float32Array): void {
+  /** out[rows, n] = x[rows, k] @ m, x and out row-major (out's rows `outStride` floats apart). */
+  multiply(x: Float32Array, rows: number, m: PackedMatrix, out: Float32Array, outStride = m.n): void {
     const { k, n, kPadded, blocks } = m;
-    if (x.length < rows * k || out.length < rows * n) throw new RangeError('multiply: arrays smaller than rows × k / rows × n');
+    if (x.length < rows * k || (rows > 0 && out.length < (rows - 1) * outStride + n)) throw new RangeError('multiply: arrays smaller than rows × k / rows × n');
     if (rows === 0 || k === 0) {
       // The kernel's loops run at least once: nothing to multiply must not reach it.
-      out.fill(0, 0, rows * n);
+      for (let r = 0; r < rows; r++) out.fill(0, r * outStride, r * outStride + n);
       return;
     }
     const xStride = kPadded * 4;
@@ -361,8 +396,8 @@ export class MatVecEngine {
     Atomics.store(this.ctl, P.NEXT_AT, next?.at ?? 0);
     Atomics.store(this.ctl, P.NEXT_BYTES, next?.bytes ?? 0);
     this.run(m.format, xAt, m.at, yAt, kPadded, rows, xStride, yStride, blocks);
-    if (n === blocks * BLOCK) out.set(mem.subarray(yAt / 4, yAt / 4 + rows * n));
-    else for (let r = 0; r < rows; r++) out.set(mem.subarray(yAt / 4 + (r * yStride) / 4, yAt / 4 + (r * yStride) / 4 + n), r * n);
+    if (n === blocks * BLOCK && outStride === n) out.set(mem.subarray(yAt / 4, yAt / 4 + rows * n));
+    else for (let r = 0; r < rows; r++) out.set(mem.subarray(yAt / 4 + (r * yStride) / 4, yAt / 4 + (r * yStride) / 4 + n), r * outStride);
   }
 
   /**
@@ -393,6 +428,65 @@ export class MatVecEngine {
       // The same block ranges as a whole product's chunks (whole groups, then the tail): the same sums.
       mv(xAt, m.at, yAt, kPadded, 1, xStride, yStride, g * GROUP, Math.min(blocks, (g + 1) * GROUP));
       out.set(mem.subarray(yAt / 4 + g * span, yAt / 4 + Math.min(n, (g + 1) * span)), g * span);
+    }
+  }
+
+  /** x[rows, k] @ m's screen, kept in engine memory for screenValues / screenMaxLower / screenReaching. */
+  multiplyScreen(x: Float32Array, rows: number, m: PackedMatrix): ScreenProduct {
+    const screen = m.screen;
+    if (!screen) throw new Error('multiplyScreen: the matrix has no screen');
+    const stride = m.blocks * BLOCK;
+    const bytes = rows * stride * 4 + stride * 4;
+    if (this.screenOut.bytes < bytes) {
+      if (this.screenOut.bytes > 0) this.arena.release(this.screenOut.at, this.screenOut.bytes);
+      this.screenOut = { at: this.arena.alloc(bytes), bytes };
+    }
+    const at = this.screenOut.at;
+    this.multiply(x, rows, screen.matrix, this.f32().subarray(at / 4, at / 4 + rows * stride), stride);
+    const scale = new Float64Array(rows);
+    for (let r = 0; r < rows; r++) {
+      let sum = 0;
+      for (let i = r * m.k; i < (r + 1) * m.k; i++) sum += (x[i] as number) ** 2;
+      scale[r] = Math.sqrt(sum) * (1 + 2 ** -20);
+    }
+    return { matrix: m, rows, at, stride, scale };
+  }
+
+  /** Row r's screen outputs at `columns`. */
+  screenValues(p: ScreenProduct, row: number, columns: readonly number[]): Float32Array {
+    const mem = this.f32();
+    const base = (p.at + row * p.stride * 4) / 4;
+    return Float32Array.from(columns, (j) => mem[base + j] as number);
+  }
+
+  /** The largest lower bound of row r's outputs but `except`'s (-Infinity if none has one). */
+  screenMaxLower(p: ScreenProduct, row: number, except: readonly number[]): number {
+    return this.withHidden(p, row, except, (a) => this.smax(a, p.matrix.screen!.radiusAt, p.stride, p.scale[row] as number));
+  }
+
+  /** Row r's outputs, ascending and but `except`, whose upper bound reaches `threshold` or that have none. */
+  screenReaching(p: ScreenProduct, row: number, threshold: number, except: readonly number[]): number[] {
+    const out = p.at + p.rows * p.stride * 4;
+    const count = this.withHidden(p, row, except, (a) => this.sreach(a, p.matrix.screen!.radiusAt, p.stride, p.scale[row] as number, threshold, out));
+    const found = new Int32Array(this.memory.buffer, out, count);
+    const skip = new Set(except);
+    const n = p.matrix.n;
+    const reaching: number[] = [];
+    // Padding columns (radius Infinity) and the hidden ones come back too.
+    for (const j of found) if (j < n && !skip.has(j)) reaching.push(j);
+    return reaching;
+  }
+
+  /** Runs `scan` on row r's outputs with `except`'s set to NaN (no bound, never the maximum), then restores them. */
+  private withHidden<T>(p: ScreenProduct, row: number, except: readonly number[], scan: (a: number) => T): T {
+    const a = p.at + row * p.stride * 4;
+    const mem = this.f32();
+    const saved = except.map((j) => mem[a / 4 + j] as number);
+    for (const j of except) mem[a / 4 + j] = NaN;
+    try {
+      return scan(a);
+    } finally {
+      except.forEach((j, i) => (mem[a / 4 + j] = saved[i] as number));
     }
   }
 

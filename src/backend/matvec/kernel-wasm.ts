@@ -19,7 +19,7 @@
  * threads, so batched results equal unbatched ones bit for bit.
  */
 
-import { Code, I32, Op, section, Simd, uleb, V128, vec, wasmName as name } from '../wasm-emit.js';
+import { Code, F32, I32, Op, section, Simd, uleb, V128, vec, wasmName as name } from '../wasm-emit.js';
 
 /**
  * How a packed block stores its k × 8 weights: float32, or bfloat16 (the high half of each float32) for
@@ -228,6 +228,90 @@ function packHalfBody(): number[] {
   return [...vec([[...uleb(PACKH_I32_LOCALS), I32], [...uleb(PACKH_V128_LOCALS), V128]]), ...c.bytes];
 }
 
+// A screen's bounds, scanned (engine.ts ScreenProduct): approx a and radii c are n4 floats (n4 a multiple
+// of 4), output j lies within a[j] ± r, r = s·c[j] + |a[j]|·2⁻²² + 2⁻¹²⁶ in float32: the two small terms
+// outweigh float32's rounding of r and of a ± r (by ≤ 2⁻²⁴ relative each) once s carries a factor
+// 1 + 2⁻²⁰, so the computed bounds are never inside the true ones.
+// smax(a, c, n4, s) → f32: the largest lower bound; NaN ones skipped (-Infinity if all are).
+// sreach(a, c, n4, s, t, out) → i32: writes to out (i32s), ascending, each j whose upper bound is not
+// below t (NaN included: no bound), and returns how many.
+const SA_ = 0;
+const SC_ = 1;
+const SN = 2;
+const SS = 3; // f32
+const ST = 4; // f32, sreach
+const SOUT = 5;
+const SEND = 6; // i32 locals from here: end of a (smax: 4; sreach: 6)
+const SCOUNT = 7;
+const SJ = 8;
+
+/** Pushes a ∓ r for the 4 outputs at a (see above); `av` is a scratch v128 local. */
+function screenBounds(c: Code, a: number, cc: number, scale: number, av: number, sign: Simd.f32x4Sub | Simd.f32x4Add): void {
+  c.get(a).mem(Simd.load, 0).set(av);
+  c.get(av);
+  c.get(scale).get(cc).mem(Simd.load, 0).simd(Simd.f32x4Mul);
+  c.get(av).simd(Simd.f32x4Abs).f32x4(2 ** -22).simd(Simd.f32x4Mul).simd(Simd.f32x4Add);
+  c.f32x4(2 ** -126).simd(Simd.f32x4Add);
+  c.simd(sign);
+}
+
+function smaxBody(): number[] {
+  const c = new Code();
+  const end = 4;
+  const acc = 5;
+  const v = 6;
+  const s = 7;
+  c.get(SA_).get(SN).i32(2).op(Op.i32Shl, Op.i32Add).set(end);
+  c.f32x4(-Infinity).set(acc);
+  c.get(SS).simd(Simd.f32x4Splat).set(s);
+  c.open(Op.block).open(Op.loop);
+  c.get(SA_).get(end).op(Op.i32GeU).branch(Op.brIf, 1);
+  screenBounds(c, SA_, SC_, s, v, Simd.f32x4Sub);
+  c.set(v);
+  // Takes v where v > acc: a NaN lane compares false and never gets in.
+  c.get(v).get(acc).get(v).get(acc).simd(Simd.f32x4Gt).simd(Simd.v128Bitselect).set(acc);
+  c.get(SA_).i32(16).op(Op.i32Add).set(SA_);
+  c.get(SC_).i32(16).op(Op.i32Add).set(SC_);
+  c.branch(Op.br, 0);
+  c.op(Op.end, Op.end);
+  for (const lane of [0, 1, 2, 3]) c.get(acc).simd(Simd.f32x4ExtractLane, lane);
+  c.op(Op.f32Max, Op.f32Max, Op.f32Max);
+  c.op(Op.end);
+  return [...vec([[...uleb(1), I32], [...uleb(3), V128]]), ...c.bytes];
+}
+
+function sreachBody(): number[] {
+  const c = new Code();
+  const s = 9;
+  const t = 10;
+  const m = 11;
+  c.get(SA_).get(SN).i32(2).op(Op.i32Shl, Op.i32Add).set(SEND);
+  c.get(SS).simd(Simd.f32x4Splat).set(s);
+  c.get(ST).simd(Simd.f32x4Splat).set(t);
+  c.i32(0).set(SCOUNT);
+  c.i32(0).set(SJ);
+  c.open(Op.block).open(Op.loop);
+  c.get(SA_).get(SEND).op(Op.i32GeU).branch(Op.brIf, 1);
+  screenBounds(c, SA_, SC_, s, m, Simd.f32x4Add);
+  c.get(t).simd(Simd.f32x4Lt).simd(Simd.v128Not).set(m);
+  c.open(Op.block);
+  c.get(m).simd(Simd.v128AnyTrue).op(Op.i32Eqz).branch(Op.brIf, 0);
+  for (const lane of [0, 1, 2, 3]) {
+    // Written always, kept (the count advanced) only where the lane is set: no branch per lane.
+    c.get(SOUT).get(SCOUNT).i32(2).op(Op.i32Shl, Op.i32Add).get(SJ).i32(lane).op(Op.i32Add).store32(0);
+    c.get(SCOUNT).get(m).simd(Simd.i32x4ExtractLane, lane).op(Op.i32Sub).set(SCOUNT);
+  }
+  c.op(Op.end);
+  c.get(SA_).i32(16).op(Op.i32Add).set(SA_);
+  c.get(SC_).i32(16).op(Op.i32Add).set(SC_);
+  c.get(SJ).i32(4).op(Op.i32Add).set(SJ);
+  c.branch(Op.br, 0);
+  c.op(Op.end, Op.end);
+  c.get(SCOUNT);
+  c.op(Op.end);
+  return [...vec([[...uleb(3), I32], [...uleb(3), V128]]), ...c.bytes];
+}
+
 // touch(from, to) → i32: one load per 64-byte line of [from, to), so that the lines are in cache when a
 // product reads them (a worker's read-ahead, worker.ts). The loads are folded into the result so that
 // the compiler cannot drop them.
@@ -248,7 +332,7 @@ function touchBody(): number[] {
   return [...vec([[...uleb(1), I32]]), ...c.bytes];
 }
 
-/** The module: imports env.memory (shared, up to 4 GiB), exports mv, mvh (bf16 blocks), pack, packh and touch. */
+/** The module: imports env.memory (shared, up to 4 GiB), exports mv, mvh (bf16 blocks), pack, packh, touch, smax and sreach. */
 export function matVecModuleBytes(): Uint8Array {
   const i32s = (n: number): number[] => vec(new Array<number[]>(n).fill([I32]));
   const types = [
@@ -256,6 +340,8 @@ export function matVecModuleBytes(): Uint8Array {
     [0x60, ...i32s(PACK_PARAMS), ...vec([])],
     [0x60, ...i32s(2), ...i32s(1)],
     [0x60, ...i32s(PACKH_PARAMS), ...vec([])],
+    [0x60, ...vec([[I32], [I32], [I32], [F32]]), ...vec([[F32]])],
+    [0x60, ...vec([[I32], [I32], [I32], [F32], [F32], [I32]]), ...i32s(1)],
   ];
   const type = section(1, vec(types));
   const imports = section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x03, ...uleb(1), ...uleb(65536)]]));
@@ -265,6 +351,8 @@ export function matVecModuleBytes(): Uint8Array {
     ['pack', 1, packBody()],
     ['packh', 3, packHalfBody()],
     ['touch', 2, touchBody()],
+    ['smax', 4, smaxBody()],
+    ['sreach', 5, sreachBody()],
   ];
   const functionTypes = section(3, vec(functions.map(([, t]) => uleb(t))));
   const exports = section(7, vec(functions.map(([n], i) => [...name(n), 0x00, ...uleb(i)])));

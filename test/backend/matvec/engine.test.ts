@@ -235,4 +235,42 @@ describe('MatVecEngine', () => {
       e.free(m);
     }
   });
+
+  test('a screen product\'s scans: the largest lower bound and the outputs reaching a threshold, hidden ones aside', () => {
+    const e = engines[1] as MatVecEngine;
+    const k = 64;
+    const n = 1003; // not a multiple of 8: padding columns must never come back
+    const w = values(k * n, 60);
+    w[3 * n + 17] = NaN; // column 17: no bound
+    const m = e.pack(w, k, n, true);
+    const rows = 2;
+    const x = values(rows * k, 61);
+    const p = e.multiplyScreen(x, rows, m);
+    const all = Array.from({ length: n }, (_, j) => j);
+    const radius = m.screen!.columnRadius;
+    for (let row = 0; row < rows; row++) {
+      const a = e.screenValues(p, row, all);
+      // The same bounds in double precision, without the widening for float32 rounding.
+      const lower = all.map((j) => (a[j] as number) - (p.scale[row] as number) * (radius[j] as number));
+      const upper = all.map((j) => (a[j] as number) + (p.scale[row] as number) * (radius[j] as number));
+      const finite = lower.filter((v) => !Number.isNaN(v));
+      const plainMax = Math.max(...finite);
+      const max = e.screenMaxLower(p, row, []);
+      assert.ok(max <= plainMax && max > plainMax - 1e-4, `${max} vs ${plainMax}`);
+      // Hiding the maximum's token gives the next largest.
+      const top = lower.indexOf(plainMax);
+      const second = Math.max(...finite.filter((_, i) => i !== finite.indexOf(plainMax)));
+      const hidden = e.screenMaxLower(p, row, [top]);
+      assert.ok(hidden <= second && hidden > second - 1e-4, `${hidden} vs ${second}`);
+      const threshold = plainMax - 1;
+      const reaching = e.screenReaching(p, row, threshold, [top]);
+      const want = all.filter((j) => j !== top && !(upper[j]! < threshold));
+      assert.ok(want.includes(17) && want.length > 2, 'the case has a no-bound column and several reaching');
+      // The scan's bounds are a hair wider: it may add tokens right at the threshold, never drop one.
+      assert.ok(want.every((j) => reaching.includes(j)), `${reaching} vs ${want}`);
+      assert.ok(reaching.every((j) => j < n && j !== top && !(upper[j]! <= threshold - 1e-4)));
+      assert.deepEqual(e.screenValues(p, row, all), a, 'hidden outputs are restored');
+    }
+    e.free(m);
+  });
 });
