@@ -1101,13 +1101,13 @@ class T5ForConditionalGeneration implements T5Model {
     const start = Int32Array.of(this.decoderStartTokenId);
     let state = this.start(one, 1);
     try {
-      state = this.step(state, start).state;
-      // Greedy search's path too: the screen's first product and an exact column.
+      // Greedy search's path where there is a screen (its first product, an exact column); the other path
+      // differs only in the head's product, the same kernel as every other projection's.
       const bounded = this.stepBounded(state, start);
       if (bounded) {
         state = bounded.state;
         bounded.logits.exact(0, [0]);
-      }
+      } else state = this.step(state, start).state;
     } finally {
       state.dispose();
     }
