@@ -121,24 +121,10 @@ export class Projection {
    */
   bounded(x: Float32Array, rows: number): BoundedLogits {
     const m = packed.get(this.id);
-    const screen = m?.screen;
-    if (!m || !screen) throw new Error('bounded: the projection has no screen');
+    if (!m?.screen) throw new Error('bounded: the projection has no screen');
     const engine = MatVecEngine.shared();
     const [k, n] = this.shape;
     const product = engine.multiplyScreen(x, rows, m);
-    const bounds = (row: number, tokens: readonly number[]): { lower: Float32Array; upper: Float32Array } => {
-      const approx = engine.screenValues(product, row, tokens);
-      const lower = new Float32Array(tokens.length);
-      const upper = new Float32Array(tokens.length);
-      tokens.forEach((j, i) => {
-        const a = approx[i] as number;
-        // ScreenProduct's r, in double precision; rounding a ± r to float32 stays outside the true bounds.
-        const r = (product.scale[row] as number) * (screen.columnRadius[j] as number) + Math.abs(a) * 2 ** -22 + 2 ** -126;
-        lower[i] = r < Infinity ? a - r : -Infinity;
-        upper[i] = r < Infinity ? a + r : Infinity;
-      });
-      return { lower, upper };
-    };
     const exact = (row: number, tokens: readonly number[]): Float32Array => {
       const out = (this.columns ??= new Float32Array(n));
       const xRow = x.subarray(row * k, (row + 1) * k);
@@ -148,7 +134,7 @@ export class Projection {
       return Float32Array.from(tokens, (j) => out[j] as number);
     };
     return {
-      bounds,
+      bounds: (row, tokens) => engine.screenBounds(product, row, tokens),
       maxLower: (row, except) => engine.screenMaxLower(product, row, except),
       reaching: (row, threshold, except) => engine.screenReaching(product, row, threshold, except),
       exact,

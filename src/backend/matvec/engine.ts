@@ -431,7 +431,7 @@ export class MatVecEngine {
     }
   }
 
-  /** x[rows, k] @ m's screen, kept in engine memory for screenValues / screenMaxLower / screenReaching. */
+  /** x[rows, k] @ m's screen, kept in engine memory for screenValues / screenBounds / screenMaxLower / screenReaching. */
   multiplyScreen(x: Float32Array, rows: number, m: PackedMatrix): ScreenProduct {
     const screen = m.screen;
     if (!screen) throw new Error('multiplyScreen: the matrix has no screen');
@@ -457,6 +457,21 @@ export class MatVecEngine {
     const mem = this.f32();
     const base = (p.at + row * p.stride * 4) / 4;
     return Float32Array.from(columns, (j) => mem[base + j] as number);
+  }
+
+  /** Row r's bounds on the outputs at `columns` (as the scans form them, in double precision: no narrower). */
+  screenBounds(p: ScreenProduct, row: number, columns: readonly number[]): { lower: Float32Array; upper: Float32Array } {
+    const approx = this.screenValues(p, row, columns);
+    const radius = p.matrix.screen!.columnRadius;
+    const lower = new Float32Array(columns.length);
+    const upper = new Float32Array(columns.length);
+    columns.forEach((j, i) => {
+      const a = approx[i] as number;
+      const r = (p.scale[row] as number) * (radius[j] as number) + Math.abs(a) * 2 ** -22 + 2 ** -126;
+      lower[i] = r < Infinity ? a - r : -Infinity;
+      upper[i] = r < Infinity ? a + r : Infinity;
+    });
+    return { lower, upper };
   }
 
   /** The largest lower bound of row r's outputs but `except`'s (-Infinity if none has one). */

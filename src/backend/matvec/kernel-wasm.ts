@@ -246,7 +246,7 @@ const SCOUNT = 7;
 const SJ = 8;
 
 /** Pushes a ∓ r for the 4 outputs at a (see above); `av` is a scratch v128 local. */
-function screenBounds(c: Code, a: number, cc: number, scale: number, av: number, sign: Simd.f32x4Sub | Simd.f32x4Add): void {
+function emitBound(c: Code, a: number, cc: number, scale: number, av: number, sign: Simd.f32x4Sub | Simd.f32x4Add): void {
   c.get(a).mem(Simd.load, 0).set(av);
   c.get(av);
   c.get(scale).get(cc).mem(Simd.load, 0).simd(Simd.f32x4Mul);
@@ -266,7 +266,7 @@ function smaxBody(): number[] {
   c.get(SS).simd(Simd.f32x4Splat).set(s);
   c.open(Op.block).open(Op.loop);
   c.get(SA_).get(end).op(Op.i32GeU).branch(Op.brIf, 1);
-  screenBounds(c, SA_, SC_, s, v, Simd.f32x4Sub);
+  emitBound(c, SA_, SC_, s, v, Simd.f32x4Sub);
   c.set(v);
   // Takes v where v > acc: a NaN lane compares false and never gets in.
   c.get(v).get(acc).get(v).get(acc).simd(Simd.f32x4Gt).simd(Simd.v128Bitselect).set(acc);
@@ -292,7 +292,7 @@ function sreachBody(): number[] {
   c.i32(0).set(SJ);
   c.open(Op.block).open(Op.loop);
   c.get(SA_).get(SEND).op(Op.i32GeU).branch(Op.brIf, 1);
-  screenBounds(c, SA_, SC_, s, m, Simd.f32x4Add);
+  emitBound(c, SA_, SC_, s, m, Simd.f32x4Add);
   c.get(t).simd(Simd.f32x4Lt).simd(Simd.v128Not).set(m);
   c.open(Op.block);
   c.get(m).simd(Simd.v128AnyTrue).op(Op.i32Eqz).branch(Op.brIf, 0);

@@ -236,7 +236,7 @@ describe('MatVecEngine', () => {
     }
   });
 
-  test('a screen product\'s scans: the largest lower bound and the outputs reaching a threshold, hidden ones aside', () => {
+  test('a screen product\'s bounds hold the float32 outputs; its scans: the largest lower bound, the outputs reaching a threshold', () => {
     const e = engines[1] as MatVecEngine;
     const k = 64;
     const n = 1003; // not a multiple of 8: padding columns must never come back
@@ -248,7 +248,15 @@ describe('MatVecEngine', () => {
     const p = e.multiplyScreen(x, rows, m);
     const all = Array.from({ length: n }, (_, j) => j);
     const radius = m.screen!.columnRadius;
+    const exact = new Float32Array(rows * n);
+    e.multiply(x, rows, m, exact);
     for (let row = 0; row < rows; row++) {
+      const { lower: lo, upper: hi } = e.screenBounds(p, row, all);
+      for (const j of all) {
+        const v = exact[row * n + j] as number;
+        if (j === 17) assert.ok(lo[j] === -Infinity && hi[j] === Infinity, 'no bound');
+        else if (!(lo[j]! <= v && v <= hi[j]!)) assert.fail(`row ${row} output ${j}: ${v} outside [${lo[j]}, ${hi[j]}]`);
+      }
       const a = e.screenValues(p, row, all);
       // The same bounds in double precision, without the widening for float32 rounding.
       const lower = all.map((j) => (a[j] as number) - (p.scale[row] as number) * (radius[j] as number));
