@@ -53,8 +53,20 @@ export function boundedArgmax(
   candidates.forEach((j, i) => (scores[j] = exact[i] as number));
   // A touched token that is no candidate gets a stale score here; it is never compared.
   for (const p of processors) p(ids, scores);
+  return firstMaximum(scores, candidates);
+}
+
+/**
+ * argmax over the whole row (logits-processors.ts: the first NaN, else the first maximum) from the
+ * candidates' scores: a token whose exact logit is NaN has no finite bound, so it is a candidate.
+ */
+function firstMaximum(scores: Float32Array, candidates: readonly number[]): number {
   let best = candidates[0] as number;
-  for (const j of candidates) if ((scores[j] as number) > (scores[best] as number)) best = j;
+  for (const j of candidates) {
+    const s = scores[j] as number;
+    if (Number.isNaN(s)) return j;
+    if (s > (scores[best] as number)) best = j;
+  }
   return best;
 }
 

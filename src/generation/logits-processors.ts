@@ -119,10 +119,13 @@ export function softmax(scores: Float32Array): Float32Array {
   return out;
 }
 
-/** First index of the maximum, as torch.argmax. */
+/** First index of the maximum, as torch.argmax: a NaN counts as the maximum (the first NaN wins). */
 export function argmax(scores: Float32Array): number {
   let best = 0;
-  for (let i = 1; i < scores.length; i++) if (scores[i]! > scores[best]!) best = i;
+  for (let i = 0; i < scores.length; i++) {
+    if (Number.isNaN(scores[i])) return i;
+    if (scores[i]! > scores[best]!) best = i;
+  }
   return best;
 }
 

@@ -51,6 +51,8 @@ function makeCase(rows: number, vocab: number, random: () => number): Case {
     approx[i] = Math.fround((exact[i] as number) + off);
     if (bound < Infinity && !(Math.abs((approx[i] as number) - (exact[i] as number)) <= bound)) approx[i] = exact[i] as number;
     if (random() < 0.01) approx[i] = NaN;
+    // A NaN logit (non-finite weights) has no bound either; argmax takes the first one, as torch does.
+    if (random() < 0.003) exact[i] = approx[i] = NaN;
   }
   return { exact, logits: counting(boundedFromArrays(approx, rowScale, columnRadius, exact), asked), asked };
 }

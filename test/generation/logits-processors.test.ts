@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { resolveGenerationConfig } from '../../src/generation/config.js';
 import {
   applyAll,
+  argmax,
   bannedNgramTokens,
   buildLogitsProcessors,
   buildLogitsWarpers,
@@ -197,4 +198,13 @@ describe('processors for bounded greedy search (bounded-argmax.ts)', () => {
       }
     });
   }
+});
+
+describe('argmax', () => {
+  test('the first maximum, or the first NaN, as torch.argmax', () => {
+    assert.equal(argmax(f32([2, 5, 5, 1])), 1);
+    assert.equal(argmax(f32([1, NaN, 3, NaN])), 1);
+    assert.equal(argmax(f32([NaN, 9])), 0);
+    assert.equal(argmax(f32([NEG, NEG])), 0);
+  });
 });

@@ -71,13 +71,19 @@ export interface Screen {
   readonly columnRadius: Float32Array;
   /** Byte offset of a copy in engine memory, padded with Infinity to the matrix's blocks × 8 (the scans'). */
   readonly radiusAt: number;
+  /**
+   * The largest ‖w_j‖ + ‖e_j‖ of the columns with a bound: below ‖x‖ times it no partial sum of either
+   * product can overflow float32, which the bound assumes (multiplyScreen).
+   */
+  readonly maxNorm: number;
 }
 
 /**
  * multiplyScreen's result: the screen's outputs for `rows` rows, kept in engine memory ([rows, stride]
  * floats at `at`) for the bounds and scans below, until the next multiplyScreen. Output j of row r lies
  * within approx ± r with r = s·columnRadius[j] + |approx|·2⁻²² + 2⁻¹²⁶ for s ≥ ‖x_r‖₂·(1 + 2⁻²⁰): the
- * screen's bound, widened so that rounding r and approx ± r to float32 cannot make it narrower.
+ * screen's bound, widened so that rounding r and approx ± r to float32 cannot make it narrower. A row
+ * whose products could overflow has s = Infinity: no bound.
  */
 export interface ScreenProduct {
   readonly matrix: PackedMatrix;
@@ -158,21 +164,26 @@ class Arena {
 /**
  * Screen.columnRadius from packh's per-block sums (kernel-wasm.ts): for column j, ‖e_j‖ + 2γ(‖w_j‖ + ‖e_j‖)
  * with e_j the rounding errors, w_j the weights and γ = nu/(1 − nu) for n = k + 2 terms, u = 2⁻²⁴;
- * times 1 + 2⁻¹⁰, far more than the float32 sums of squares can be off by (a relative γ). Non-finite
- * weights give Infinity or NaN: no bound (a consumer treats NaN as none).
+ * times 1 + 2⁻¹⁰, far more than the float32 sums of squares can be off by (a relative γ) while they stay
+ * normal. Squares of weights below ~1e-19 underflow: each norm also gets √k·2⁻⁷⁴, above the most k
+ * float32 squares and additions can lose that way (2⁻¹⁵⁰ each). Non-finite weights give Infinity or NaN:
+ * no bound (a consumer treats NaN as none). Also the largest finite ‖w_j‖ + ‖e_j‖ (Screen.maxNorm).
  */
-function columnRadius(norms: Float32Array, k: number, n: number): Float32Array {
+function columnRadius(norms: Float32Array, k: number, n: number): { radius: Float32Array; maxNorm: number } {
   const nu = (k + 2) * 2 ** -24;
   const gamma = nu / (1 - nu);
-  const out = new Float32Array(n);
+  const floor = Math.sqrt(k) * 2 ** -74;
+  const radius = new Float32Array(n);
+  let maxNorm = 0;
   for (let j = 0; j < n; j++) {
     const at = (j >> 3) * 16 + ((j & 7) >> 2) * 4 + (j & 3);
-    const e = Math.sqrt(norms[at] as number);
-    const w = Math.sqrt(norms[at + 8] as number);
+    const e = Math.sqrt(norms[at] as number) + floor;
+    const w = Math.sqrt(norms[at + 8] as number) + floor;
+    if (w + e > maxNorm && w + e < Infinity) maxNorm = w + e;
     // The factor 1 + 2⁻²² keeps it above r once rounded to float32 (by at most 2⁻²⁴ relative).
-    out[j] = (e + 2 * gamma * (w + e)) * (1 + 2 ** -10) * (1 + 2 ** -22);
+    radius[j] = (e + 2 * gamma * (w + e)) * (1 + 2 ** -10) * (1 + 2 ** -22);
   }
-  return out;
+  return { radius, maxNorm };
 }
 
 /**
@@ -267,7 +278,13 @@ export class MatVecEngine {
     try {
       this.f32().set(src, staging / 4);
       const m = this.packFrom(staging, k, n);
-      return screen ? { ...m, screen: this.packScreen(staging, k, n) } : m;
+      if (!screen) return m;
+      try {
+        return { ...m, screen: this.packScreen(staging, k, n) };
+      } catch (err) {
+        this.arena.release(m.at, m.bytes);
+        throw err;
+      }
     } finally {
       this.arena.release(staging, src.byteLength);
     }
@@ -322,11 +339,11 @@ export class MatVecEngine {
         const u16 = new Uint16Array(this.memory.buffer);
         for (let b = 0; b < blocks; b++) u16.fill(0, (at + b * blockBytes) / 2 + k * BLOCK, (at + (b + 1) * blockBytes) / 2);
       }
-      const radius = columnRadius(this.f32().subarray(norms / 4, (norms + normBytes) / 4), kPadded, n);
+      const { radius, maxNorm } = columnRadius(this.f32().subarray(norms / 4, (norms + normBytes) / 4), kPadded, n);
       const radiusAt = this.arena.alloc(blocks * BLOCK * 4);
       this.f32().set(radius, radiusAt / 4);
       this.f32().fill(Infinity, radiusAt / 4 + n, radiusAt / 4 + blocks * BLOCK);
-      return { matrix: m, columnRadius: radius, radiusAt };
+      return { matrix: m, columnRadius: radius, radiusAt, maxNorm };
     } catch (err) {
       this.arena.release(m.at, m.bytes);
       throw err;
@@ -448,6 +465,8 @@ export class MatVecEngine {
       let sum = 0;
       for (let i = r * m.k; i < (r + 1) * m.k; i++) sum += (x[i] as number) ** 2;
       scale[r] = Math.sqrt(sum) * (1 + 2 ** -20);
+      // Where a partial sum could overflow, a float32 output may be ±Infinity whatever the screen says: no bound.
+      if (!(scale[r]! * screen.maxNorm * (1 + 2 ** -10) < 2 ** 127)) scale[r] = Infinity;
     }
     return { matrix: m, rows, at, stride, scale };
   }

@@ -242,6 +242,8 @@ describe('MatVecEngine', () => {
     const n = 1003; // not a multiple of 8: padding columns must never come back
     const w = values(k * n, 60);
     w[3 * n + 17] = NaN; // column 17: no bound
+    // Columns 40–47: weights whose squares underflow float32, so their norms need the absolute floor.
+    for (let i = 0; i < k; i++) for (let j = 40; j < 48; j++) w[i * n + j] = (w[i * n + j] as number) * 1e-25;
     const m = e.pack(w, k, n, true);
     const rows = 2;
     const x = values(rows * k, 61);
@@ -279,6 +281,23 @@ describe('MatVecEngine', () => {
       assert.ok(reaching.every((j) => j < n && j !== top && !(upper[j]! <= threshold - 1e-4)));
       assert.deepEqual(e.screenValues(p, row, all), a, 'hidden outputs are restored');
     }
+    e.free(m);
+  });
+
+  test('a row whose products could overflow float32 has no bound', () => {
+    const e = engines[0] as MatVecEngine;
+    const k = 8;
+    const n = 16;
+    const m = e.pack(values(k * n, 70), k, n, true);
+    const x = values(2 * k, 71);
+    for (let i = 0; i < k; i++) x[i] = (x[i] as number) * 2 ** 126; // row 0 only
+    const p = e.multiplyScreen(x, 2, m);
+    const all = Array.from({ length: n }, (_, j) => j);
+    const [huge, plain] = [e.screenBounds(p, 0, all), e.screenBounds(p, 1, all)];
+    assert.ok(huge.lower.every((v) => v === -Infinity) && huge.upper.every((v) => v === Infinity));
+    assert.ok(plain.lower.every((v) => Number.isFinite(v)));
+    assert.equal(e.screenMaxLower(p, 0, []), -Infinity);
+    assert.deepEqual(e.screenReaching(p, 0, 0, []), all);
     e.free(m);
   });
 });
