@@ -2,8 +2,9 @@
  * Will the model fit? Checked before loading so that an oversized model gets a clear error, not the wasm
  * heap's "memory access out of bounds" half-way through. On wasm, count about twice the float32 weight
  * bytes under a ~4 GB heap: the weights all pass through the heap while loading, and the decode step's
- * matrices then have a second, packed copy (the matvec engine's, in its own memory; or XNNPACK's, in the
- * heap, when the engine does not take them).
+ * matrices then have a second, packed copy (the matvec engine's, in its own memory, with a bfloat16 screen
+ * of the lm_head beside it; or XNNPACK's, in the heap, when the engine does not take them). The engine's
+ * own 4 GiB are checked where it packs (t5EngineBytes).
  */
 import { freemem } from 'node:os';
 import { UnsupportedError } from '../errors.js';

@@ -8,7 +8,7 @@
  * is a candidate, and any other token scores strictly below the winner. So the first maximum among the
  * candidates' exact processed scores is the first maximum of the whole row.
  */
-import { type LogitsProcessor } from './logits-processors.js';
+import { argmax, type LogitsProcessor } from './logits-processors.js';
 import type { BoundedLogits } from './seq2seq.js';
 
 /** Rows of the vocabulary reused from step to step: processors index scores by token. */
@@ -51,23 +51,10 @@ export function boundedArgmax(
   );
   const exact = logits.exact(row, candidates);
   candidates.forEach((j, i) => (scores[j] = exact[i] as number));
-  // A touched token that is no candidate gets a stale score here; it is never compared.
+  // A touched token that is no candidate gets a stale score here; it is never compared. A token whose
+  // exact logit is NaN has no finite bound, so it is a candidate: argmax's first-NaN rule still holds.
   for (const p of processors) p(ids, scores);
-  return firstMaximum(scores, candidates);
-}
-
-/**
- * argmax over the whole row (logits-processors.ts: the first NaN, else the first maximum) from the
- * candidates' scores: a token whose exact logit is NaN has no finite bound, so it is a candidate.
- */
-function firstMaximum(scores: Float32Array, candidates: readonly number[]): number {
-  let best = candidates[0] as number;
-  for (const j of candidates) {
-    const s = scores[j] as number;
-    if (Number.isNaN(s)) return j;
-    if (s > (scores[best] as number)) best = j;
-  }
-  return best;
+  return argmax(scores, candidates);
 }
 
 /** Two ascending lists of distinct tokens, merged ascending. */

@@ -7,17 +7,20 @@
 
 import type { GenerationConfig } from './config.js';
 
-/** Rewrites one row of next-token scores, given that row's decoder ids so far. */
-export type LogitsWarper = (ids: readonly number[], scores: Float32Array) => void;
+/** Rewrites one row of next-token scores in place, given that row's decoder ids so far. */
+export type ScoresRewrite = (ids: readonly number[], scores: Float32Array) => void;
+
+/** A sampling warper (temperature, top-k, top-p): may read and rewrite every score. */
+export type LogitsWarper = ScoresRewrite;
 
 /**
  * A logits processor (greedy and beam search, and before the warpers when sampling): it reads and rewrites
  * only the scores of the tokens `touches(ids)` lists, each by a non-decreasing function of that score
  * alone. Greedy search relies on both to pick its token from bounds on the logits (bounded-argmax.ts).
  */
-export type LogitsProcessor = LogitsWarper & { readonly touches: (ids: readonly number[]) => readonly number[] };
+export type LogitsProcessor = ScoresRewrite & { readonly touches: (ids: readonly number[]) => readonly number[] };
 
-const processor = (touches: LogitsProcessor['touches'], apply: LogitsWarper): LogitsProcessor => Object.assign(apply, { touches });
+const processor = (touches: LogitsProcessor['touches'], apply: ScoresRewrite): LogitsProcessor => Object.assign(apply, { touches });
 
 /** `RepetitionPenaltyLogitsProcessor`: shrinks the score of every token already present, whatever its sign. */
 export function repetitionPenalty(penalty: number): LogitsProcessor {
@@ -119,12 +122,17 @@ export function softmax(scores: Float32Array): Float32Array {
   return out;
 }
 
-/** First index of the maximum, as torch.argmax: a NaN counts as the maximum (the first NaN wins). */
-export function argmax(scores: Float32Array): number {
-  let best = 0;
-  for (let i = 0; i < scores.length; i++) {
-    if (Number.isNaN(scores[i])) return i;
-    if (scores[i]! > scores[best]!) best = i;
+/**
+ * First index of the maximum, as torch.argmax: a NaN counts as the maximum (the first NaN wins). With
+ * `among` (ascending indexes), over those only.
+ */
+export function argmax(scores: Float32Array, among?: readonly number[]): number {
+  const n = among ? among.length : scores.length;
+  let best = among ? among[0]! : 0;
+  for (let i = 0; i < n; i++) {
+    const j = among ? among[i]! : i;
+    if (Number.isNaN(scores[j])) return j;
+    if (scores[j]! > scores[best]!) best = j;
   }
   return best;
 }
@@ -164,6 +172,6 @@ export function buildLogitsWarpers(config: GenerationConfig): LogitsWarper[] {
   return list;
 }
 
-export function applyAll(list: readonly LogitsWarper[], ids: readonly number[], scores: Float32Array): void {
+export function applyAll(list: readonly ScoresRewrite[], ids: readonly number[], scores: Float32Array): void {
   for (const process of list) process(ids, scores);
 }

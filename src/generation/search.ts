@@ -11,7 +11,7 @@ import type { GenerationConfig } from './config.js';
 import { boundedArgmax, BoundsScratch } from './bounded-argmax.js';
 import { applyAll, argmax, buildLogitsProcessors, buildLogitsWarpers, softmax } from './logits-processors.js';
 import { freshSeed, sampleIndex, seededRandom, type Random } from './random.js';
-import type { EncoderBatch, Seq2SeqModel } from './seq2seq.js';
+import type { BoundedLogits, EncoderBatch, Seq2SeqModel } from './seq2seq.js';
 
 export interface GeneratedSequence {
   /** Token ids after the decoder start token; ends with an eos id if one was produced; never padded. */
@@ -142,7 +142,7 @@ async function* decodeRows(
   const stepScores = options.outputScores ? Array.from({ length: rows }, (): Float32Array[] => []) : undefined;
   const ended = new Uint8Array(rows);
   // Greedy search needs only the argmax, which bounds on the logits mostly settle (bounded-argmax.ts).
-  const bounds = !config.doSample && stepScores === undefined ? new BoundsScratch(vocab) : undefined;
+  const scratch = !config.doSample && stepScores === undefined ? new BoundsScratch(vocab) : undefined;
   // A fresh array per step: a backend may keep the one it was given until the step's tensors are gone.
   let tokens = new Int32Array(rows).fill(config.decoderStartTokenId);
 
@@ -150,9 +150,17 @@ async function* decodeRows(
   try {
     for (let step = 0; step < config.maxNewTokens; step++) {
       options.signal?.throwIfAborted();
-      const bounded = bounds && model.stepBounded?.(state, tokens);
-      const exact = bounded ? undefined : model.step(state, tokens);
-      state = (bounded || exact)!.state;
+      let bounded: BoundedLogits | undefined;
+      let logits: Float32Array | undefined;
+      const screened = scratch ? model.stepBounded?.(state, tokens) : undefined;
+      if (screened) {
+        state = screened.state;
+        bounded = screened.logits;
+      } else {
+        const next = model.step(state, tokens);
+        state = next.state;
+        logits = next.logits;
+      }
       tokens = new Int32Array(rows);
       const events: TokenEvent[] = [];
       for (let r = 0; r < rows; r++) {
@@ -162,9 +170,9 @@ async function* decodeRows(
         }
         const ids = histories[r]!;
         let token: number;
-        if (bounded) token = boundedArgmax(bounded.logits, r, ids, processors, bounds!);
+        if (bounded && scratch) token = boundedArgmax(bounded, r, ids, processors, scratch);
         else {
-          const scores = exact!.logits.subarray(r * vocab, (r + 1) * vocab);
+          const scores = logits!.subarray(r * vocab, (r + 1) * vocab);
           applyAll(processors, ids, scores);
           applyAll(warpers, ids, scores);
           stepScores?.[r]!.push(scores.slice());

@@ -8,6 +8,7 @@ import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { tf } from '../backend/index.js';
 import { MatVecEngine, type PackedMatrix } from '../backend/matvec/engine.js';
+import { BLOCK, GROUP } from '../backend/matvec/kernel-wasm.js';
 import type { BoundedLogits } from '../generation/seq2seq.js';
 
 const KERNEL = 'TfhfProjection';
@@ -128,8 +129,8 @@ export class Projection {
     const exact = (row: number, tokens: readonly number[]): Float32Array => {
       const out = (this.columns ??= new Float32Array(n));
       const xRow = x.subarray(row * k, (row + 1) * k);
-      // Past a quarter of the matrix in groups of 32 columns, one whole product on every thread is faster.
-      if (tokens.length * 32 > n / 4) engine.multiply(xRow, 1, m, out);
+      // Past a quarter of the matrix in multiplyColumns' groups, one whole product on every thread is faster.
+      if (tokens.length * GROUP * BLOCK > n / 4) engine.multiply(xRow, 1, m, out);
       else engine.multiplyColumns(xRow, m, tokens, out);
       return Float32Array.from(tokens, (j) => out[j] as number);
     };

@@ -121,15 +121,17 @@ export class FakeModel implements Seq2SeqModel {
 }
 
 /**
- * BoundedLogits over host arrays: row r's logit j within approx ± rowScale[r]·columnRadius[j] (widened for
- * float32 rounding, as a model's are); a NaN approx or non-finite radius has no bound. `exact` holds the
+ * BoundedLogits over host arrays: row r's logit j within approx ± rowScale[r]·columnRadius[j] (a little
+ * wider: bounds() stores float32); a NaN approx or non-finite radius has no bound. `exact` holds the
  * exact logits, [rows, vocab].
  */
 export function boundedFromArrays(approx: Float32Array, rowScale: Float64Array, columnRadius: Float32Array, exact: Float32Array): BoundedLogits {
   const vocab = columnRadius.length;
   const radius = (row: number, j: number): number => {
     const a = approx[row * vocab + j] as number;
-    return (rowScale[row] as number) * (1 + 2 ** -20) * (columnRadius[j] as number) + Math.abs(a) * 2 ** -22 + 2 ** -126;
+    const r = (rowScale[row] as number) * (columnRadius[j] as number);
+    // Room for the float32 rounding of a ± r in bounds().
+    return r + (Math.abs(a) + r) * 2 ** -20;
   };
   const lowerOf = (row: number, j: number): number => {
     const r = radius(row, j);

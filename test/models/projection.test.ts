@@ -63,4 +63,33 @@ describe('Projection', () => {
     assert.ok(!w.isDisposed, 'a kept tensor is the caller’s to free');
     tf.dispose([w, x, a, b]);
   });
+
+  test('screened: bounds that hold apply()\'s outputs, and exact outputs bit for bit, few or many', async () => {
+    await tf.setBackend('wasm');
+    const [k, n] = [96, 1000];
+    const w = tf.randomNormal([k, n], 0, 1, 'float32', 3) as tf.Tensor2D;
+    const plain = Projection.from(tf.clone(w), true);
+    const p = Projection.from(w, true, { screen: true });
+    assert.ok(p.screened && !plain.screened);
+    const x = tf.randomNormal([2, k], 0, 1, 'float32', 4) as tf.Tensor2D;
+    const y = p.apply(x);
+    const want = y.dataSync();
+    const bounded = p.bounded(x.dataSync() as Float32Array, 2);
+    const all = Array.from({ length: n }, (_, j) => j);
+    for (const row of [0, 1]) {
+      const { lower, upper } = bounded.bounds(row, all);
+      for (const j of all) {
+        const v = want[row * n + j] as number;
+        if (!((lower[j] as number) <= v && v <= (upper[j] as number))) assert.fail(`row ${row} output ${j}: ${v} outside [${lower[j]}, ${upper[j]}]`);
+      }
+      // A few columns (their groups alone), then more than a quarter of the matrix's groups (one whole product).
+      for (const tokens of [[3, 500, 999], all.filter((j) => j % 3 === 0)]) {
+        const exact = bounded.exact(row, tokens);
+        tokens.forEach((j, i) => assert.ok(Object.is(exact[i], want[row * n + j]), `row ${row} output ${j}`));
+      }
+    }
+    tf.dispose([x, y]);
+    p.dispose();
+    plain.dispose();
+  });
 });

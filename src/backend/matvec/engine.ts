@@ -438,10 +438,8 @@ export class MatVecEngine {
     if (kPadded !== k) mem[xAt / 4 + k] = 0;
     const mv = m.format === 'bf16' ? this.kernels.mvh : this.kernels.mv;
     const span = GROUP * BLOCK;
-    let done = -1;
-    for (const g of [...new Set(Array.from(columns, (j) => Math.floor(j / span)))].sort((a, b) => a - b)) {
-      if (g <= done || g < 0 || g * span >= n) continue;
-      done = g;
+    for (const g of new Set(Array.from(columns, (j) => Math.floor(j / span)))) {
+      if (g < 0 || g * span >= n) continue;
       // The same block ranges as a whole product's chunks (whole groups, then the tail): the same sums.
       mv(xAt, m.at, yAt, kPadded, 1, xStride, yStride, g * GROUP, Math.min(blocks, (g + 1) * GROUP));
       out.set(mem.subarray(yAt / 4 + g * span, yAt / 4 + Math.min(n, (g + 1) * span)), g * span);

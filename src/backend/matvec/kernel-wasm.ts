@@ -2,7 +2,7 @@
  * The bytes of a small WebAssembly module: mv, a SIMD function multiplying rows of x by a packed weight
  * matrix, with pack (the packing copy) and touch (a read-ahead into cache); mvh and packh, the same for
  * blocks of bfloat16 weights (a screen: half the bytes to stream, engine.ts).
- * Emitted here rather than shipped as a binary or compiled from a toolchain: it is a few dozen
+ * Emitted here rather than shipped as a binary or compiled from a toolchain: each function is a few dozen
  * instructions, and the source of every byte stays readable and reviewable next to the engine using it.
  *
  * mv(x, w, y, k, rows, xStride, yStride, b, bEnd): for each 8-column block b ≤ j < bEnd of the packed
@@ -27,7 +27,7 @@ import { Code, F32, I32, Op, section, Simd, uleb, V128, vec, wasmName as name } 
  */
 export type BlockFormat = 'f32' | 'bf16';
 
-/** Bytes of one row of 8 weights in a packed block, and its log2. */
+/** log2 of the bytes of one row of 8 weights in a packed block. */
 const ROW_SHIFT: Record<BlockFormat, number> = { f32: 5, bf16: 4 };
 
 // Parameters and locals of mv, by index.

@@ -8,7 +8,8 @@
  * num_heads·d_kv ≠ d_model, a different decoder depth.
  *
  * Cost model (docs/performance-notes.md, docs/performance.md): a batch-1 decode step is bound by the
- * memory bandwidth of streaming the decoder's matrices and the lm_head once.
+ * memory bandwidth of streaming the decoder's matrices and the lm_head once; greedy search streams the
+ * lm_head's bfloat16 screen instead, half the bytes (stepBounded, ../../generation/bounded-argmax.ts).
  * - Those matrices are Projections (../projection.ts): q|k|v and wi_0|wi_1 side by side, one product
  *   each, read [in, out] (converted artifacts store them so, layout.ts) and packed once at load into the
  *   matvec engine, which streams them on every core (wasm and cpu); elsewhere long-lived tensors. On
@@ -1101,12 +1102,14 @@ class T5ForConditionalGeneration implements T5Model {
     const start = Int32Array.of(this.decoderStartTokenId);
     let state = this.start(one, 1);
     try {
-      // Greedy search's path where there is a screen (its first product, an exact column); the other path
-      // differs only in the head's product, the same kernel as every other projection's.
+      // Greedy search's path where there is a screen (its product, scans and an exact column); the other
+      // path differs only in the head's product, the same kernel as every other projection's.
       const bounded = this.stepBounded(state, start);
       if (bounded) {
         state = bounded.state;
-        bounded.logits.exact(0, [0]);
+        const { logits } = bounded;
+        logits.reaching(0, logits.maxLower(0, []), []);
+        logits.exact(0, [0]);
       } else state = this.step(state, start).state;
     } finally {
       state.dispose();
