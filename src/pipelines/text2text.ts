@@ -4,6 +4,7 @@
  */
 import { initBackend, type BackendChoice, type BackendInfo } from '../backend/index.js';
 import { checkMemoryBudget } from '../backend/budget.js';
+import { tuneJitForDecoding } from '../backend/jit.js';
 import { UnsupportedError } from '../errors.js';
 import { openCheckpoint } from '../formats/checkpoint.js';
 import {
@@ -75,6 +76,7 @@ export class Text2TextPipeline {
       });
     }
     const config = parseT5Config(modelDir.config);
+    tuneJitForDecoding();
     const backend = await initBackend(options.backend, log);
     checkMemoryBudget(backend.name, t5WeightBytes(config), spec);
     // wasm: heap pages fault in on libuv's threads while this one builds the tokenizer, until it is built
