@@ -30,6 +30,8 @@ const MAX_PAGES = 65536;
 /** What a model may put in the engine: the 4 GiB of a wasm32 memory less room for scratch and staging. */
 export const MAX_ENGINE_BYTES = 3.5 * 2 ** 30;
 const ALIGN = 64;
+/** Bytes of a matrix's rows staged at a time while it packs (engine.pack), at most (one row at least). */
+export const PACK_STAGING_BYTES = 8 * 2 ** 20;
 /** Chunks per job at least: load balance between threads that may start late. */
 const CHUNKS = 16;
 /**
@@ -169,7 +171,7 @@ class Arena {
  * float32 squares and additions can lose that way (2⁻¹⁵⁰ each). Non-finite weights give Infinity or NaN:
  * no bound (a consumer treats NaN as none). Also the largest finite ‖w_j‖ + ‖e_j‖ (Screen.maxNorm).
  */
-function columnRadius(norms: Float32Array, k: number, n: number): { radius: Float32Array; maxNorm: number } {
+function columnRadius(norms: Float64Array, k: number, n: number): { radius: Float32Array; maxNorm: number } {
   const nu = (k + 2) * 2 ** -24;
   const gamma = nu / (1 - nu);
   const floor = Math.sqrt(k) * 2 ** -74;
@@ -269,24 +271,54 @@ export class MatVecEngine {
 
   /**
    * Packs src, a row-major [k, n] matrix (x @ W's W), into engine memory; with `screen`, a bfloat16 copy
-   * beside it (see Screen).
+   * beside it (see Screen). The source goes through engine memory a slab of rows at a time (the copy into
+   * blocks is a wasm loop, ~10× a JS one), each row padded with zeros to whole blocks of 8 columns.
    */
   pack(src: Float32Array, k: number, n: number, screen = false): PackedMatrix {
     if (src.length !== k * n) throw new RangeError(`pack: ${src.length} values for a ${k}×${n} matrix`);
-    // The source goes through engine memory so that the copy into blocks is a wasm loop (~10× a JS one).
-    const staging = this.arena.alloc(src.byteLength);
+    const m = this.allocMatrix('f32', k, n);
+    let h: PackedMatrix | undefined;
+    const { kPadded, blocks } = m;
+    const width = blocks * BLOCK;
+    const slabRows = Math.max(1, Math.floor(PACK_STAGING_BYTES / (width * 4)));
+    const stagingBytes = slabRows * width * 4 + blocks * 64;
+    const staging = this.arena.alloc(stagingBytes);
+    const norms = staging + slabRows * width * 4;
     try {
-      this.f32().set(src, staging / 4);
-      const m = this.packFrom(staging, k, n);
-      if (!screen) return m;
-      try {
-        return { ...m, screen: this.packScreen(staging, k, n) };
-      } catch (err) {
-        this.arena.release(m.at, m.bytes);
-        throw err;
+      h = screen ? this.allocMatrix('bf16', k, n) : undefined;
+      const sums = new Float64Array(blocks * 16);
+      for (let i0 = 0; i0 < k; i0 += slabRows) {
+        const rows = Math.min(slabRows, k - i0);
+        const mem = this.f32();
+        if (width === n) mem.set(src.subarray(i0 * n, (i0 + rows) * n), staging / 4);
+        else
+          for (let i = 0; i < rows; i++) {
+            mem.set(src.subarray((i0 + i) * n, (i0 + i + 1) * n), staging / 4 + i * width);
+            mem.fill(0, staging / 4 + i * width + n, staging / 4 + (i + 1) * width);
+          }
+        this.packBlocks(staging, m.at + i0 * BLOCK * 4, rows, width, blocks, kPadded * BLOCK * 4);
+        if (h) {
+          this.packHalves(staging, h.at + i0 * BLOCK * 2, rows, width, blocks, kPadded * BLOCK * 2, norms);
+          const slab = this.f32().subarray(norms / 4, norms / 4 + blocks * 16);
+          for (let i = 0; i < sums.length; i++) sums[i] = (sums[i] as number) + (slab[i] as number);
+        }
       }
+      if (kPadded !== k) {
+        // The padding row of each block: zeros.
+        const mem = this.f32();
+        for (let b = 0; b < blocks; b++) mem.fill(0, (m.at + b * kPadded * BLOCK * 4) / 4 + k * BLOCK, (m.at + (b + 1) * kPadded * BLOCK * 4) / 4);
+        if (h) {
+          const u16 = new Uint16Array(this.memory.buffer);
+          for (let b = 0; b < blocks; b++) u16.fill(0, (h.at + b * kPadded * BLOCK * 2) / 2 + k * BLOCK, (h.at + (b + 1) * kPadded * BLOCK * 2) / 2);
+        }
+      }
+      return h ? { ...m, screen: this.screenOf(h, sums) } : m;
+    } catch (err) {
+      this.arena.release(m.at, m.bytes);
+      if (h) this.arena.release(h.at, h.bytes);
+      throw err;
     } finally {
-      this.arena.release(staging, src.byteLength);
+      this.arena.release(staging, stagingBytes);
     }
   }
 
@@ -297,59 +329,14 @@ export class MatVecEngine {
     return { format, k, n, kPadded, blocks, at: this.arena.alloc(bytes), bytes };
   }
 
-  /** Packs the row-major [k, n] float32 matrix at byte `src` of engine memory. */
-  private packFrom(src: number, k: number, n: number): PackedMatrix {
-    const m = this.allocMatrix('f32', k, n);
-    const { kPadded, blocks, at } = m;
+  /** The screen of packed bfloat16 blocks `h`, from packh's per-block sums added over every slab. */
+  private screenOf(h: PackedMatrix, sums: Float64Array): Screen {
+    const { radius, maxNorm } = columnRadius(sums, h.kPadded, h.n);
+    const radiusAt = this.arena.alloc(h.blocks * BLOCK * 4);
     const mem = this.f32();
-    const full = Math.floor(n / BLOCK);
-    const blockBytes = kPadded * BLOCK * 4;
-    this.packBlocks(src, at, k, n, full, blockBytes);
-    for (let b = full; b < blocks; b++) {
-      // The last, partial block: its missing columns are zeros.
-      let d = (at + b * blockBytes) / 4;
-      for (let i = 0; i < k; i++, d += BLOCK) {
-        for (let c = 0; c < BLOCK; c++) mem[d + c] = b * BLOCK + c < n ? (mem[src / 4 + i * n + b * BLOCK + c] as number) : 0;
-      }
-    }
-    if (kPadded !== k) for (let b = 0; b < blocks; b++) mem.fill(0, (at + b * blockBytes) / 4 + k * BLOCK, (at + (b + 1) * blockBytes) / 4);
-    return m;
-  }
-
-  /** The bfloat16 screen of the row-major [k, n] float32 matrix at byte `src` of engine memory. */
-  private packScreen(src: number, k: number, n: number): Screen {
-    const m = this.allocMatrix('bf16', k, n);
-    const { kPadded, blocks, at } = m;
-    const blockBytes = kPadded * BLOCK * 2;
-    const full = Math.floor(n / BLOCK);
-    const normBytes = blocks * 64;
-    const norms = this.arena.alloc(normBytes + (full < blocks ? k * BLOCK * 4 : 0));
-    try {
-      this.packHalves(src, at, k, n, full, blockBytes, norms);
-      if (full < blocks) {
-        // The last, partial block, from a zero-padded copy of its columns.
-        const mem = this.f32();
-        const tail = (norms + normBytes) / 4;
-        for (let i = 0; i < k; i++) {
-          for (let c = 0; c < BLOCK; c++) mem[tail + i * BLOCK + c] = full * BLOCK + c < n ? (mem[src / 4 + i * n + full * BLOCK + c] as number) : 0;
-        }
-        this.packHalves(norms + normBytes, at + full * blockBytes, k, BLOCK, 1, blockBytes, norms + full * 64);
-      }
-      if (kPadded !== k) {
-        const u16 = new Uint16Array(this.memory.buffer);
-        for (let b = 0; b < blocks; b++) u16.fill(0, (at + b * blockBytes) / 2 + k * BLOCK, (at + (b + 1) * blockBytes) / 2);
-      }
-      const { radius, maxNorm } = columnRadius(this.f32().subarray(norms / 4, (norms + normBytes) / 4), kPadded, n);
-      const radiusAt = this.arena.alloc(blocks * BLOCK * 4);
-      this.f32().set(radius, radiusAt / 4);
-      this.f32().fill(Infinity, radiusAt / 4 + n, radiusAt / 4 + blocks * BLOCK);
-      return { matrix: m, columnRadius: radius, radiusAt, maxNorm };
-    } catch (err) {
-      this.arena.release(m.at, m.bytes);
-      throw err;
-    } finally {
-      this.arena.release(norms, normBytes + (full < blocks ? k * BLOCK * 4 : 0));
-    }
+    mem.set(radius, radiusAt / 4);
+    mem.fill(Infinity, radiusAt / 4 + h.n, radiusAt / 4 + h.blocks * BLOCK);
+    return { matrix: h, columnRadius: radius, radiusAt, maxNorm };
   }
 
   /**

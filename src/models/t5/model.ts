@@ -30,7 +30,7 @@ import type { BoundedLogits, DecoderState, EncoderBatch, Seq2SeqModel } from '..
 import { attention, CheckpointWeights, InferenceLayer, type Activation } from '../layers.js';
 import type { T5Config } from './config.js';
 import { addRmsNorm, crossAttentionStep, gatedActivation, gatherRows, rmsNorm, selfAttentionStep, type KeyValues } from './kernels.js';
-import { MatVecEngine, MAX_ENGINE_BYTES } from '../../backend/matvec/engine.js';
+import { MatVecEngine, MAX_ENGINE_BYTES, PACK_STAGING_BYTES } from '../../backend/matvec/engine.js';
 import { engineEnabled, Projection } from '../projection.js';
 import { bucketMatrix, relativePositionBucket } from './relative-position.js';
 
@@ -1148,10 +1148,10 @@ export function t5HeapBytes(c: T5Config, engine = packsProjections(c)): number {
 
 /**
  * Bytes the matvec engine holds for a loaded model (the step's matrices and the lm_head's bfloat16
- * screen), plus room to stage the largest matrix while it packs.
+ * screen), plus room to stage rows while they pack and the packing's per-block sums.
  */
 export function t5EngineBytes(c: T5Config): number {
-  return t5StepMatrixBytes(c) + 2 * c.vocabSize * c.dModel + 4 * c.vocabSize * c.dModel;
+  return t5StepMatrixBytes(c) + 2 * c.vocabSize * c.dModel + PACK_STAGING_BYTES + 8 * c.vocabSize;
 }
 
 /**
