@@ -131,8 +131,6 @@ function storedTransposed(reader: CheckpointReader): ReadonlySet<string> {
  * either way, transposing on the host only when the file's layout is not the one wanted.
  */
 export class CheckpointWeights {
-  /** Host staging memory reused across tensors (backends that copy on upload only; see `staging`). */
-  private scratch = new Float32Array(0);
   private readonly transposed: ReadonlySet<string>;
   private readonly direct: DirectReader | undefined;
   private shapes: Map<string, readonly number[]> | undefined;
@@ -229,14 +227,20 @@ export class CheckpointWeights {
   }
 
   /**
-   * Host memory for `n` floats that the next upload copies from. The wasm backend copies into its heap on
-   * tf.tensor(), so one buffer serves every weight (no fresh pages to fault in per tensor); the cpu backend
-   * keeps the array it is given, so it gets its own.
+   * A new float32 tensor of `shape` and memory to fill it through, before any await: on wasm the tensor's
+   * own heap memory (no host copy of the matrix beside it: the lm_head's would be 66 MB more at the peak
+   * of loading), elsewhere a host array the tensor then takes.
    */
-  private staging(n: number): Float32Array {
-    if (tf.getBackend() !== 'wasm') return new Float32Array(n);
-    if (this.scratch.length < n) this.scratch = new Float32Array(n);
-    return this.scratch.subarray(0, n);
+  private target(shape: [number, number]): { values: Float32Array; tensor: () => tf.Tensor2D } {
+    if (tf.getBackend() !== 'wasm') {
+      const values = new Float32Array(shape[0] * shape[1]);
+      return { values, tensor: () => tf.tensor2d(values, shape) };
+    }
+    const backend = tf.backend();
+    const heap = backend as unknown as HeapBackend;
+    const dataId = heap.write(null, shape, 'float32');
+    const tensor = tf.engine().makeTensorFromDataId(dataId, shape, 'float32', backend) as tf.Tensor2D;
+    return { values: heap.typedArrayFromHeap({ dataId, shape, dtype: 'float32' }), tensor: () => tensor };
   }
 
   /** A tensor as PyTorch stores it, float32. */
@@ -263,8 +267,8 @@ export class CheckpointWeights {
     }
     const parts = await Promise.all(names.map((name, i) => this.matrix(name, inFeatures, outFeatures[i] as number)));
     if (parts.length === 1 && parts[0]?.transposed) return tf.tensor2d(parts[0].data, [inFeatures, total]);
-    // No await from here to the upload: layers may load concurrently and share the staging buffer.
-    const out = this.staging(inFeatures * total);
+    // No await from here on: a heap view detaches when another layer's load grows the heap.
+    const { values: out, tensor } = this.target([inFeatures, total]);
     let column = 0;
     parts.forEach((w, i) => {
       const rows = outFeatures[i] as number;
@@ -272,7 +276,7 @@ export class CheckpointWeights {
       else for (let r = 0; r < inFeatures; r++) out.set(w.data.subarray(r * rows, (r + 1) * rows), r * total + column);
       column += rows;
     });
-    return tf.tensor2d(out, [inFeatures, total]);
+    return tensor();
   }
 
   /** PyTorch Linear weights [out_i, in] stacked as PyTorch stores them into one [Σ out_i, in] matrix. */
@@ -285,8 +289,8 @@ export class CheckpointWeights {
     }
     const parts = await Promise.all(names.map((name, i) => this.matrix(name, inFeatures, outFeatures[i] as number)));
     if (parts.length === 1 && !parts[0]?.transposed) return tf.tensor2d((parts[0] as Matrix).data, [total, inFeatures]);
-    // No await from here to the upload: layers may load concurrently and share the staging buffer.
-    const out = this.staging(inFeatures * total);
+    // No await from here on: a heap view detaches when another layer's load grows the heap.
+    const { values: out, tensor } = this.target([total, inFeatures]);
     let at = 0;
     parts.forEach((w, i) => {
       const rows = outFeatures[i] as number;
@@ -294,7 +298,7 @@ export class CheckpointWeights {
       else out.set(w.data, at);
       at += rows * inFeatures;
     });
-    return tf.tensor2d(out, [total, inFeatures]);
+    return tensor();
   }
 
   /** A PyTorch Linear weight [out, in], returned transposed as [in, out] (on the host, or as the file stores it). */
