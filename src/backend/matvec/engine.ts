@@ -280,11 +280,12 @@ export class MatVecEngine {
     let h: PackedMatrix | undefined;
     const { kPadded, blocks } = m;
     const width = blocks * BLOCK;
-    const slabRows = Math.max(1, Math.floor(PACK_STAGING_BYTES / (width * 4)));
+    const slabRows = Math.max(1, Math.min(k, Math.floor(PACK_STAGING_BYTES / Math.max(1, width * 4))));
     const stagingBytes = slabRows * width * 4 + blocks * 64;
-    const staging = this.arena.alloc(stagingBytes);
-    const norms = staging + slabRows * width * 4;
+    let staging = -1;
     try {
+      staging = this.arena.alloc(stagingBytes);
+      const norms = staging + slabRows * width * 4;
       h = screen ? this.allocMatrix('bf16', k, n) : undefined;
       const sums = new Float64Array(blocks * 16);
       for (let i0 = 0; i0 < k; i0 += slabRows) {
@@ -318,7 +319,7 @@ export class MatVecEngine {
       if (h) this.arena.release(h.at, h.bytes);
       throw err;
     } finally {
-      this.arena.release(staging, stagingBytes);
+      if (staging >= 0) this.arena.release(staging, stagingBytes);
     }
   }
 
