@@ -300,4 +300,16 @@ describe('MatVecEngine', () => {
     assert.deepEqual(e.screenReaching(p, 0, 0, []), all);
     e.free(m);
   });
+
+  test('empty matrices pack, with a screen, and multiply to zeros', () => {
+    const e = engines[1] as MatVecEngine;
+    const none = e.pack(new Float32Array(0), 5, 0, true);
+    const flat = e.pack(new Float32Array(0), 0, 7, true);
+    const out = new Float32Array(7).fill(NaN);
+    e.multiply(new Float32Array(0), 1, flat, out);
+    assert.deepEqual([...out], new Array(7).fill(0));
+    e.multiply(values(5, 80), 1, none, new Float32Array(0));
+    e.free(none);
+    e.free(flat);
+  });
 });
