@@ -137,33 +137,52 @@ const PN = 3;
 const PBLOCKS = 4;
 const BLOCK_BYTES = 5;
 const PACK_PARAMS = 6;
-const S = 6;
-const D = 7;
-const PI = 8;
-const ROW_BYTES = 9;
-const PB_ = 10;
+/** The i32 locals pack's and packh's loops use (after their own parameters). */
+interface PackLocals {
+  /** Source pointer: the block's 8 columns in the current row. */
+  s: number;
+  /** Destination pointer: the block's current row. */
+  d: number;
+  row: number;
+  rowBytes: number;
+  block: number;
+}
+
+/**
+ * The loops pack and packh share: for each of the first `blocks` blocks, s = src + 32·b and
+ * d = dst + b·blockBytes, `startBlock`, then `row` for each of the k rows (s then moves a source row on,
+ * d `dstRowBytes`), then `endBlock`.
+ */
+function packLoops(c: Code, l: PackLocals, dstRowBytes: number, body: { startBlock?: () => void; row: () => void; endBlock?: () => void }): void {
+  c.get(PN).i32(2).op(Op.i32Shl).set(l.rowBytes);
+  c.i32(0).set(l.block);
+  c.open(Op.block).open(Op.loop); // blocks
+  c.get(l.block).get(PBLOCKS).op(Op.i32GeU).branch(Op.brIf, 1);
+  c.get(SRC).get(l.block).i32(5).op(Op.i32Shl, Op.i32Add).set(l.s);
+  c.get(DST).get(l.block).get(BLOCK_BYTES).op(Op.i32Mul, Op.i32Add).set(l.d);
+  body.startBlock?.();
+  c.i32(0).set(l.row);
+  c.open(Op.block).open(Op.loop); // rows
+  c.get(l.row).get(PK).op(Op.i32GeU).branch(Op.brIf, 1);
+  body.row();
+  c.get(l.s).get(l.rowBytes).op(Op.i32Add).set(l.s);
+  c.get(l.d).i32(dstRowBytes).op(Op.i32Add).set(l.d);
+  c.get(l.row).i32(1).op(Op.i32Add).set(l.row);
+  c.branch(Op.br, 0);
+  c.op(Op.end, Op.end); // rows
+  body.endBlock?.();
+  c.get(l.block).i32(1).op(Op.i32Add).set(l.block);
+  c.branch(Op.br, 0);
+  c.op(Op.end, Op.end); // blocks
+}
+
+const PACK_LOCALS: PackLocals = { s: 6, d: 7, row: 8, rowBytes: 9, block: 10 };
 const PACK_I32_LOCALS = 5;
 
 function packBody(): number[] {
   const c = new Code();
-  c.get(PN).i32(2).op(Op.i32Shl).set(ROW_BYTES);
-  c.i32(0).set(PB_);
-  c.open(Op.block).open(Op.loop); // blocks
-  c.get(PB_).get(PBLOCKS).op(Op.i32GeU).branch(Op.brIf, 1);
-  c.get(SRC).get(PB_).i32(5).op(Op.i32Shl, Op.i32Add).set(S);
-  c.get(DST).get(PB_).get(BLOCK_BYTES).op(Op.i32Mul, Op.i32Add).set(D);
-  c.i32(0).set(PI);
-  c.open(Op.block).open(Op.loop); // rows
-  c.get(PI).get(PK).op(Op.i32GeU).branch(Op.brIf, 1);
-  for (const offset of [0, 16]) c.get(D).get(S).mem(Simd.load, offset).mem(Simd.store, offset);
-  c.get(S).get(ROW_BYTES).op(Op.i32Add).set(S);
-  c.get(D).i32(32).op(Op.i32Add).set(D);
-  c.get(PI).i32(1).op(Op.i32Add).set(PI);
-  c.branch(Op.br, 0);
-  c.op(Op.end, Op.end); // rows
-  c.get(PB_).i32(1).op(Op.i32Add).set(PB_);
-  c.branch(Op.br, 0);
-  c.op(Op.end, Op.end); // blocks
+  const { s, d } = PACK_LOCALS;
+  packLoops(c, PACK_LOCALS, 32, { row: () => [0, 16].forEach((offset) => c.get(d).get(s).mem(Simd.load, offset).mem(Simd.store, offset)) });
   c.op(Op.end); // function
   return [...vec([[...uleb(PACK_I32_LOCALS), I32]]), ...c.bytes];
 }
@@ -176,11 +195,7 @@ function packBody(): number[] {
 // what the screen's outputs can be off by with them).
 const NORMS = 6;
 const PACKH_PARAMS = 7;
-const HS = 7;
-const HD = 8;
-const HI = 9;
-const H_ROW_BYTES = 10;
-const HB = 11;
+const PACKH_LOCALS: PackLocals = { s: 7, d: 8, row: 9, rowBytes: 10, block: 11 };
 const PACKH_I32_LOCALS = 5;
 const WA = 12; // a row's weights, columns 0–3 and 4–7
 const RA = 14; // their bf16 bits, in the low half of each i32 lane
@@ -190,40 +205,33 @@ const PACKH_V128_LOCALS = 8;
 
 function packHalfBody(): number[] {
   const c = new Code();
-  c.get(PN).i32(2).op(Op.i32Shl).set(H_ROW_BYTES);
-  c.i32(0).set(HB);
-  c.open(Op.block).open(Op.loop); // blocks
-  c.get(HB).get(PBLOCKS).op(Op.i32GeU).branch(Op.brIf, 1);
-  c.get(SRC).get(HB).i32(5).op(Op.i32Shl, Op.i32Add).set(HS);
-  c.get(DST).get(HB).get(BLOCK_BYTES).op(Op.i32Mul, Op.i32Add).set(HD);
-  for (let half = 0; half < 2; half++) c.zero().set(EA + half).zero().set(SA + half);
-  c.i32(0).set(HI);
-  c.open(Op.block).open(Op.loop); // rows
-  c.get(HI).get(PK).op(Op.i32GeU).branch(Op.brIf, 1);
-  for (let half = 0; half < 2; half++) {
-    const w = WA + half;
-    c.get(HS).mem(Simd.load, 16 * half).set(w);
-    c.get(w).get(w).i32(16).simd(Simd.i32x4ShrU).i32x4(1).simd(Simd.v128And).simd(Simd.i32x4Add);
-    c.i32x4(0x7fff).simd(Simd.i32x4Add).i32(16).simd(Simd.i32x4ShrU).set(RA + half);
-    c.addTo(SA + half, () => c.get(w).get(w).simd(Simd.f32x4Mul));
-    // The rounding error, exact in float32: w and its rounding share their leading bits.
-    c.get(w).get(RA + half).i32(16).simd(Simd.i32x4Shl).simd(Simd.f32x4Sub).set(w);
-    c.addTo(EA + half, () => c.get(w).get(w).simd(Simd.f32x4Mul));
-  }
-  c.get(HD).get(RA).i32(16).simd(Simd.i32x4Shl).get(RA + 1).simd(Simd.v128Or).mem(Simd.store, 0);
-  c.get(HS).get(H_ROW_BYTES).op(Op.i32Add).set(HS);
-  c.get(HD).i32(16).op(Op.i32Add).set(HD);
-  c.get(HI).i32(1).op(Op.i32Add).set(HI);
-  c.branch(Op.br, 0);
-  c.op(Op.end, Op.end); // rows
-  c.get(NORMS).get(HB).i32(6).op(Op.i32Shl, Op.i32Add).set(HS);
-  for (let half = 0; half < 2; half++) {
-    c.get(HS).get(EA + half).mem(Simd.store, 16 * half);
-    c.get(HS).get(SA + half).mem(Simd.store, 32 + 16 * half);
-  }
-  c.get(HB).i32(1).op(Op.i32Add).set(HB);
-  c.branch(Op.br, 0);
-  c.op(Op.end, Op.end); // blocks
+  const { s: HS, d: HD, block: HB } = PACKH_LOCALS;
+  packLoops(c, PACKH_LOCALS, 16, {
+    startBlock: () => {
+      for (let half = 0; half < 2; half++) c.zero().set(EA + half).zero().set(SA + half);
+    },
+    row: () => {
+      for (let half = 0; half < 2; half++) {
+        const w = WA + half;
+        c.get(HS).mem(Simd.load, 16 * half).set(w);
+        c.get(w).get(w).i32(16).simd(Simd.i32x4ShrU).i32x4(1).simd(Simd.v128And).simd(Simd.i32x4Add);
+        c.i32x4(0x7fff).simd(Simd.i32x4Add).i32(16).simd(Simd.i32x4ShrU).set(RA + half);
+        c.addTo(SA + half, () => c.get(w).get(w).simd(Simd.f32x4Mul));
+        // The rounding error, exact in float32: w and its rounding share their leading bits.
+        c.get(w).get(RA + half).i32(16).simd(Simd.i32x4Shl).simd(Simd.f32x4Sub).set(w);
+        c.addTo(EA + half, () => c.get(w).get(w).simd(Simd.f32x4Mul));
+      }
+      c.get(HD).get(RA).i32(16).simd(Simd.i32x4Shl).get(RA + 1).simd(Simd.v128Or).mem(Simd.store, 0);
+    },
+    endBlock: () => {
+      // The source pointer is spent for this block: it addresses the block's sums.
+      c.get(NORMS).get(HB).i32(6).op(Op.i32Shl, Op.i32Add).set(HS);
+      for (let half = 0; half < 2; half++) {
+        c.get(HS).get(EA + half).mem(Simd.store, 16 * half);
+        c.get(HS).get(SA + half).mem(Simd.store, 32 + 16 * half);
+      }
+    },
+  });
   c.op(Op.end); // function
   return [...vec([[...uleb(PACKH_I32_LOCALS), I32], [...uleb(PACKH_V128_LOCALS), V128]]), ...c.bytes];
 }
